@@ -1,0 +1,132 @@
+"""Checkpoints: safetensors tensors with a JSON config beside them, always written atomically.
+
+A run folder holds
+    config.json             the training config (what `--resume` checks against)
+    checkpoint.safetensors  model, EMA and optimizer tensors; step and history in its metadata
+    model.safetensors       inference weights only (what `ldm_course.pretrained` loads)
+Every file is written to a temporary name in the same folder, flushed, then renamed over the old
+one (`os.replace` is atomic on POSIX and Windows), so a kill mid-write never loses the last good file.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path), then rename tmp_path to path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_json(path: Path, data: dict) -> None:
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+
+
+def load_json(path: Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist; is this a run folder written by ldm-course?"
+        )
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the file is damaged") from err
+
+
+def save_tensors(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None
+) -> None:
+    """safetensors file with an optional JSON-able metadata dict (stored under the key 'json')."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    meta = {"json": json.dumps(metadata or {})}
+    atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Inverse of `save_tensors`, with clear errors for a missing or truncated file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; train first or check the path")
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("json", "{}"))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(
+            f"checkpoint {path} is damaged or truncated ({err}); "
+            "restore it or retrain (a partial download is the usual cause)"
+        ) from err
+    return tensors, meta
+
+
+def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], *, source: str) -> None:
+    """load_state_dict with a message that says which config to fix when shapes or keys differ."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    wrong = [k for k in own if k in tensors and own[k].shape != tensors[k].shape]
+    if missing or unexpected or wrong:
+        detail = []
+        if missing:
+            detail.append(f"missing {len(missing)} keys (e.g. {missing[0]})")
+        if unexpected:
+            detail.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            detail.append(
+                f"{len(wrong)} shape mismatches (e.g. {k}: file {tuple(tensors[k].shape)} "
+                f"vs model {tuple(own[k].shape)})"
+            )
+        raise ValueError(
+            f"weights in {source} do not match the model config: {'; '.join(detail)}. "
+            "Build the model from the config.json saved beside the weights."
+        )
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()})
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Optimizer state -> flat tensors ('opt.<param>.<name>') + JSON-able hyper-parameters."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, state in sd["state"].items():
+        for name, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"opt.{pid}.{name}"] = value
+            else:
+                scalars[f"{pid}.{name}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def load_optimizer(
+    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict
+) -> None:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    for key, value in meta["scalars"].items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

@@ -1,0 +1,218 @@
+"""Frozen dataclasses for every model and training setting, and the CLI presets.
+
+Odd values carry a comment. Presets are plain functions of a name, checked at the boundary.
+"""
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+Preset = Literal["cpu-fast", "cpu-full", "gpu"]
+PRESETS: tuple[str, ...] = ("cpu-fast", "cpu-full", "gpu")
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Encoder/decoder widths and depths. The default maps 3x64x64 to 4x8x8 (f = 8, 48x fewer values)."""
+
+    in_channels: int = 3
+    latent_channels: int = 4  # as in Stable Diffusion's f=8 autoencoder
+    base_channels: int = 16  # narrow at 64x64, where convolutions cost most on a CPU
+    channel_mult: tuple[int, ...] = (1, 2, 4, 8)  # len - 1 strided downsamplings: f = 2**3 = 8
+    num_res_blocks: int = 1  # ResBlocks per stage (the decoder uses one more, as in LDM)
+    norm_groups: int = 8  # GroupNorm groups; must divide every width
+    mid_attention: bool = True  # ResBlock - SelfAttention - ResBlock in the middle
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Denoising U-Net. Defaults suit 4x8x8 latents: levels at 8x8, 4x4 and 2x2."""
+
+    in_channels: int = 4
+    base_channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 2
+    attention_levels: tuple[int, ...] = (
+        1,
+        2,
+    )  # level indices (0 = full resolution) with self-attention
+    num_heads: int = 4
+    num_classes: int | None = None  # class conditioning; index num_classes is the null class (CFG)
+    dropout: float = 0.0
+    norm_groups: int = 8
+    time_embed_mult: int = 4  # time-embedding width = time_embed_mult * base_channels
+
+
+@dataclass(frozen=True)
+class VAETrainConfig:
+    """Training the autoencoder: reconstruction + perceptual_weight * LPIPS + kl_weight * KL."""
+
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 1e-3
+    min_lr: float = 5e-5  # cosine decay to this
+    warmup_steps: int = 100
+    recon: Literal["l1", "l2"] = "l1"
+    perceptual_weight: float = 0.2  # 0 trains L1 + KL only
+    perceptual_net: Literal["alex", "vgg"] = "alex"
+    perceptual_batch: int = (
+        4  # LPIPS on this many images of each (random) batch; 0 = all. Saves CPU time
+    )
+    kl_weight: float = (
+        1e-6  # tiny: keeps latents near N(0, I) scale without blurring (LDM uses 1e-6)
+    )
+    size: int = 64
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 500  # reconstruction grid + loss curve written next to the run
+    checkpoint_every: int = 250
+    num_threads: int = 0  # 0 = leave torch's default
+    amp: bool = False  # mixed precision (bf16 autocast on CUDA)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+
+
+@dataclass(frozen=True)
+class LDMTrainConfig:
+    """Training the latent-space U-Net with the epsilon objective (DDPM eq. 14)."""
+
+    steps: int = 6000
+    batch_size: int = 64
+    lr: float = 4e-4
+    min_lr: float = 2e-5
+    warmup_steps: int = 200
+    ema_decay: float = 0.999
+    schedule: Literal["linear", "scaled_linear", "cosine"] = "linear"
+    num_train_timesteps: int = 1000
+    cond_drop_prob: float = 0.1  # labels replaced by the null class this often (CFG)
+    conditional: bool = True
+    size: int = 64
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 1000
+    checkpoint_every: int = 500
+    num_threads: int = 0
+    amp: bool = False
+    unet: UNetConfig = field(default_factory=UNetConfig)
+
+
+def vae_preset(name: str) -> VAETrainConfig:
+    """cpu-fast: minutes on a 2-core CPU (notebooks). cpu-full: the shipped checkpoint. gpu: Colab."""
+    check_preset(name)
+    if name == "cpu-fast":
+        return VAETrainConfig(
+            steps=150,
+            batch_size=16,
+            warmup_steps=20,
+            sample_every=150,
+            checkpoint_every=150,
+            log_every=10,
+            perceptual_weight=0.0,
+            vae=VAEConfig(base_channels=8, channel_mult=(1, 2, 4, 8)),
+        )
+    if name == "cpu-full":
+        return VAETrainConfig()
+    return VAETrainConfig(
+        steps=20000,
+        batch_size=64,
+        lr=5e-4,
+        amp=True,
+        perceptual_batch=0,
+        vae=VAEConfig(base_channels=64, channel_mult=(1, 2, 4, 4), num_res_blocks=2),
+    )
+
+
+def ldm_preset(name: str) -> LDMTrainConfig:
+    """Same three presets for the latent diffusion U-Net."""
+    check_preset(name)
+    if name == "cpu-fast":
+        return LDMTrainConfig(
+            steps=200,
+            batch_size=64,
+            warmup_steps=20,
+            sample_every=200,
+            checkpoint_every=200,
+            log_every=10,
+            unet=UNetConfig(base_channels=32, num_res_blocks=1),
+        )
+    if name == "cpu-full":
+        return LDMTrainConfig()
+    return LDMTrainConfig(
+        steps=50000,
+        batch_size=256,
+        lr=2e-4,
+        amp=True,
+        ema_decay=0.9999,
+        unet=UNetConfig(base_channels=128, channel_mult=(1, 2, 2)),
+    )
+
+
+def check_preset(name: str) -> None:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+
+
+def to_dict(cfg: Any) -> dict:
+    """Dataclass -> JSON-ready dict (tuples become lists)."""
+    out = {}
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        out[f.name] = (
+            to_dict(v)
+            if hasattr(v, "__dataclass_fields__")
+            else (list(v) if isinstance(v, tuple) else v)
+        )
+    return out
+
+
+def from_dict(cls: type, data: dict) -> Any:
+    """Inverse of `to_dict`; unknown keys are an error that names them (a config from another version)."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(
+            f"config keys {sorted(unknown)} are not fields of {cls.__name__}; "
+            f"the checkpoint comes from a different version of ldm_course"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        if hasattr(default, "__dataclass_fields__"):
+            value = from_dict(type(default), value)
+        elif isinstance(default, tuple) or isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def override(cfg: Any, assignments: list[str]) -> Any:
+    """Apply `key=value` overrides (nested with dots, e.g. `vae.base_channels=64`) to a frozen config."""
+    for item in assignments:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key=value, e.g. steps=500")
+        key, raw = item.split("=", 1)
+        cfg = _set(cfg, key.split("."), raw, item)
+    return cfg
+
+
+def _set(cfg: Any, path: list[str], raw: str, item: str) -> Any:
+    names = {f.name for f in fields(cfg)}
+    if path[0] not in names:
+        raise ValueError(f"unknown setting {item!r}; {type(cfg).__name__} has {sorted(names)}")
+    current = getattr(cfg, path[0])
+    if len(path) > 1:
+        return replace(cfg, **{path[0]: _set(current, path[1:], raw, item)})
+    return replace(cfg, **{path[0]: _parse(raw, current, item)})
+
+
+def _parse(raw: str, current: Any, item: str) -> Any:
+    try:
+        if isinstance(current, bool):
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return raw.lower() in ("true", "1")
+        if isinstance(current, tuple):
+            return tuple(int(v) for v in raw.split(",") if v)
+        if current is None:
+            return None if raw.lower() == "none" else int(raw)
+        return type(current)(raw)
+    except ValueError:
+        raise ValueError(f"cannot parse {item!r}: expected a value like {current!r}") from None

@@ -1,0 +1,191 @@
+"""The training loop shared by the VAE and the latent U-Net: deterministic batches and noise,
+cosine learning rate, EMA, atomic checkpoints every few steps, exact resume, tqdm progress.
+
+Determinism by construction: the batch at step s is a function of (seed, s) and every random draw
+of step s comes from a generator seeded with (seed, s). Nothing depends on how many steps ran
+before in this process, so a run killed at step s and resumed ends where an uninterrupted run ends.
+"""
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ldm_course.checkpoint import (
+    load_json,
+    load_optimizer,
+    load_tensors,
+    load_weights,
+    optimizer_tensors,
+    save_json,
+    save_tensors,
+)
+from ldm_course.distributed import World, mean_over_ranks
+
+
+def cosine_lr(step: int, *, lr: float, min_lr: float, warmup_steps: int, steps: int) -> float:
+    """Linear warm-up to lr, then cosine decay to min_lr at the last step (Loshchilov & Hutter 2017)."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """A CPU generator for every random draw of one step; identical on every rank and machine."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def batch_indices(step: int, *, n: int, batch_size: int, seed: int) -> torch.Tensor:
+    """Indices of the global batch at `step`: epochs are seeded permutations, the last partial batch dropped."""
+    if batch_size > n:
+        raise ValueError(f"batch_size={batch_size} is larger than the dataset ({n} items)")
+    per_epoch = n // batch_size
+    epoch, k = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))  # (n,)
+    return perm[k * batch_size : (k + 1) * batch_size]  # (batch_size,)
+
+
+class EMA:
+    """theta_ema <- decay * theta_ema + (1 - decay) * theta, with warm-up decay min(decay, (1+s)/(10+s))."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
+            else:
+                self.shadow[k].copy_(v)
+
+    def copy_to(self, model: nn.Module) -> None:
+        model.load_state_dict(
+            {k: v.to(model.state_dict()[k].dtype) for k, v in self.shadow.items()}
+        )
+
+
+@dataclass
+class Loop:
+    """What `fit` needs; `step_fn(step, generator) -> (loss, parts)` runs one forward pass."""
+
+    run_dir: Path
+    config: dict
+    model: nn.Module  # the unwrapped model (what is saved)
+    optimizer: torch.optim.Optimizer
+    step_fn: Callable[[int, torch.Generator], tuple[torch.Tensor, dict[str, float]]]
+    lr_at: Callable[[int], float]
+    steps: int
+    seed: int
+    checkpoint_every: int
+    log_every: int
+    artifact_every: int = 0
+    artifacts: Callable[[int, dict], None] | None = None  # writes grids/plots next to the run
+    export: Callable[[Path], None] | None = None  # writes model.safetensors (inference weights)
+    ema: EMA | None = None
+    world: World = field(default_factory=World)
+    progress: bool = True
+
+
+def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
+    """Run (or resume) the loop to `loop.steps`; returns the history {"step": [...], "loss": [...], ...}."""
+    run_dir = Path(loop.run_dir)
+    ckpt = run_dir / "checkpoint.safetensors"
+    start, history = 0, {"step": [], "seconds": []}
+    if resume and ckpt.exists():
+        start, history = restore(loop, run_dir)
+    elif ckpt.exists():
+        raise FileExistsError(
+            f"{run_dir} already holds a checkpoint; pass --resume to continue it "
+            "or choose a new --run-dir (nothing was overwritten)"
+        )
+    elif loop.world.is_main:
+        save_json(run_dir / "config.json", loop.config)
+    elapsed = history["seconds"][-1] if history["seconds"] else 0.0
+    t0 = time.perf_counter() - elapsed
+    bar = tqdm(
+        range(start, loop.steps),
+        initial=start,
+        total=loop.steps,
+        disable=not (loop.progress and loop.world.is_main),
+        desc=run_dir.name,
+        dynamic_ncols=True,
+    )
+    loop.model.train()
+    for step in bar:
+        for group in loop.optimizer.param_groups:
+            group["lr"] = loop.lr_at(step)
+        loss, parts = loop.step_fn(step, step_generator(loop.seed, step))
+        loop.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        loop.optimizer.step()
+        if loop.ema is not None:
+            loop.ema.update(loop.model, step)
+        done = step + 1
+        if done % loop.log_every == 0 or done == loop.steps:
+            parts = {k: mean_over_ranks(v, loop.world) for k, v in parts.items()}
+            history["step"].append(done)
+            history["seconds"].append(time.perf_counter() - t0)
+            for k, v in parts.items():
+                history.setdefault(k, []).append(v)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()})
+        if loop.world.is_main:
+            if done % loop.checkpoint_every == 0 or done == loop.steps:
+                save_checkpoint(loop, ckpt, done, history)
+            if (
+                loop.artifacts
+                and loop.artifact_every
+                and (done % loop.artifact_every == 0 or done == loop.steps)
+            ):
+                loop.artifacts(done, history)
+    if loop.world.is_main:
+        save_json(run_dir / "history.json", history)
+        if loop.export:
+            loop.export(run_dir / "model.safetensors")
+    return history
+
+
+def save_checkpoint(loop: Loop, path: Path, step: int, history: dict) -> None:
+    tensors = {f"model.{k}": v for k, v in loop.model.state_dict().items()}
+    opt_tensors, opt_meta = optimizer_tensors(loop.optimizer)
+    tensors.update(opt_tensors)
+    if loop.ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in loop.ema.shadow.items()})
+    save_tensors(path, tensors, {"step": step, "history": history, "optimizer": opt_meta})
+    if loop.export:
+        loop.export(path.parent / "model.safetensors")
+
+
+def restore(loop: Loop, run_dir: Path) -> tuple[int, dict]:
+    """Load model, optimizer and EMA; refuse a run whose config.json differs from this one."""
+    saved = load_json(run_dir / "config.json")
+    if saved != loop.config:
+        changed = sorted(
+            k for k in set(saved) | set(loop.config) if saved.get(k) != loop.config.get(k)
+        )
+        raise ValueError(
+            f"--resume with a different config than {run_dir / 'config.json'} "
+            f"(differs in {changed}); resume with the same preset and overrides"
+        )
+    tensors, meta = load_tensors(run_dir / "checkpoint.safetensors")
+    load_weights(loop.model, _strip(tensors, "model."), source=str(run_dir))
+    load_optimizer(
+        loop.optimizer,
+        {k: v for k, v in tensors.items() if k.startswith("opt.")},
+        meta["optimizer"],
+    )
+    if loop.ema is not None:
+        loop.ema.shadow = {k: v.float() for k, v in _strip(tensors, "ema.").items()}
+    return meta["step"], meta["history"]
+
+
+def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -1,0 +1,110 @@
+"""Train the autoencoder (notebook 01, `ldm-course train-vae`): L1 (or L2) + LPIPS + tiny KL."""
+
+from pathlib import Path
+
+import torch
+
+from ldm_course.checkpoint import save_tensors
+from ldm_course.config import VAETrainConfig, to_dict
+from ldm_course.data import TensorImageDataset, twemoji
+from ldm_course.distributed import World, wrap
+from ldm_course.train import Loop, batch_indices, cosine_lr, fit
+from ldm_course.vae import VAE, vae_loss
+from ldm_course.viz import plot_history, reconstructions, save_figure
+
+
+def train_vae(
+    cfg: VAETrainConfig,
+    run_dir: str | Path,
+    *,
+    data: TensorImageDataset | None = None,
+    device: torch.device | str = "cpu",
+    resume: bool = False,
+    world: World | None = None,
+    progress: bool = True,
+) -> tuple[VAE, dict]:
+    """Train (or resume) a VAE on `data` (default: the built-in Twemoji train split at cfg.size).
+
+    Returns the trained VAE (eval mode) and the history dict. Writes config.json, the checkpoint,
+    model.safetensors, history.json, and reconstructions/loss-curve PNGs into `run_dir`.
+    """
+    device = torch.device(device)
+    world = world or World(device=device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    data = data if data is not None else twemoji("train", size=cfg.size)
+    torch.manual_seed(cfg.seed)  # the initial weights
+    vae = VAE(cfg.vae).to(world.device)
+    model = wrap(vae, world)
+    lpips = None
+    if cfg.perceptual_weight > 0:
+        from ldm_course.perceptual import LPIPS
+
+        lpips = LPIPS(net=cfg.perceptual_net, check_range=False).to(
+            world.device
+        )  # recons overshoot early
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    images = data.images
+    preview = images[:: max(1, len(images) // 8)][:8].to(world.device)  # fixed images to watch
+
+    def step_fn(step: int, gen: torch.Generator):
+        idx = batch_indices(step, n=len(images), batch_size=cfg.batch_size, seed=cfg.seed)
+        x = images[world.shard(idx)].to(world.device)  # (B / world, 3, S, S)
+        latent_shape = (
+            cfg.batch_size,
+            cfg.vae.latent_channels,
+            cfg.size // vae.downsample_factor,
+            cfg.size // vae.downsample_factor,
+        )
+        noise = world.shard(torch.randn(latent_shape, generator=gen)).to(
+            world.device
+        )  # global draw, own shard
+        with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+            recon, posterior = model(x, noise=noise)
+            return vae_loss(
+                x,
+                recon.float(),
+                posterior,
+                lpips=lpips,
+                perceptual_weight=cfg.perceptual_weight,
+                kl_weight=cfg.kl_weight,
+                recon_loss=cfg.recon,
+                perceptual_batch=cfg.perceptual_batch,
+            )
+
+    def artifacts(step: int, history: dict) -> None:
+        vae.eval()
+        with torch.no_grad():
+            recon = vae.decode(vae.encode(preview).mode())
+        vae.train()
+        save_figure(
+            reconstructions(preview, recon, title=f"step {step}"),
+            Path(run_dir) / "reconstructions.png",
+        )
+        if history["step"]:
+            save_figure(plot_history(history), Path(run_dir) / "loss.png")
+
+    def export(path: Path) -> None:
+        save_tensors(path, vae.state_dict(), {"kind": "vae", "config": to_dict(cfg.vae)})
+
+    loop = Loop(
+        run_dir=Path(run_dir),
+        config={"task": "vae", **to_dict(cfg)},
+        model=vae,
+        optimizer=opt,
+        step_fn=step_fn,
+        steps=cfg.steps,
+        seed=cfg.seed,
+        lr_at=lambda s: cosine_lr(
+            s, lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps, steps=cfg.steps
+        ),
+        checkpoint_every=cfg.checkpoint_every,
+        log_every=cfg.log_every,
+        artifact_every=cfg.sample_every,
+        artifacts=artifacts,
+        export=export,
+        world=world,
+        progress=progress,
+    )
+    history = fit(loop, resume=resume)
+    return vae.eval(), history
