@@ -67,7 +67,9 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist; train first or check the path")
     try:
-        tensors = load_file(str(path))
+        # clone: fresh, aligned storage. Tensors viewing the file's buffer at an arbitrary offset
+        # take other SIMD paths in some kernels and differ in the last bit, breaking exact resume.
+        tensors = {k: v.clone() for k, v in load_file(str(path)).items()}
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:

@@ -54,12 +54,13 @@ class VAETrainConfig:
     recon: Literal["l1", "l2"] = "l1"
     perceptual_weight: float = 0.2  # 0 trains L1 + KL only
     perceptual_net: Literal["alex", "vgg"] = "alex"
-    perceptual_batch: int = (
-        4  # LPIPS on this many images of each (random) batch; 0 = all. Saves CPU time
-    )
-    kl_weight: float = (
-        1e-6  # tiny: keeps latents near N(0, I) scale without blurring (LDM uses 1e-6)
-    )
+    # LPIPS on this many images of each (random) batch; 0 = all. Saves CPU time.
+    perceptual_batch: int = 4
+    # Tiny: keeps latents near N(0, I) scale without blurring them (LDM uses 1e-6).
+    kl_weight: float = 1e-6
+    # From this step on only the decoder trains (0 = never). The latent space is then fixed, so a
+    # diffusion model can train on it while the decoder still improves (as SD's fine-tuned decoders).
+    freeze_encoder_at: int = 0
     size: int = 64
     seed: int = 0
     log_every: int = 50
@@ -109,7 +110,7 @@ def vae_preset(name: str) -> VAETrainConfig:
             vae=VAEConfig(base_channels=8, channel_mult=(1, 2, 4, 8)),
         )
     if name == "cpu-full":
-        return VAETrainConfig()
+        return VAETrainConfig(freeze_encoder_at=1000)
     return VAETrainConfig(
         steps=20000,
         batch_size=64,
@@ -134,7 +135,7 @@ def ldm_preset(name: str) -> LDMTrainConfig:
             unet=UNetConfig(base_channels=32, num_res_blocks=1),
         )
     if name == "cpu-full":
-        return LDMTrainConfig()
+        return LDMTrainConfig(steps=2400, lr=5e-4, warmup_steps=100)
     return LDMTrainConfig(
         steps=50000,
         batch_size=256,

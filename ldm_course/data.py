@@ -176,7 +176,10 @@ def image_folder(
             )
         images.append(load_image(p, size, resize_to_fit=resize_to_fit))
         labels.append(class_names.index(p.parent.relative_to(root).as_posix()))
-    return TensorImageDataset(torch.stack(images), torch.tensor(labels), class_names=class_names)
+    names = [p.relative_to(root).as_posix() for p in files]
+    return TensorImageDataset(
+        torch.stack(images), torch.tensor(labels), class_names=class_names, names=names
+    )
 
 
 def torchvision_dataset(

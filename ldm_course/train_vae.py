@@ -47,7 +47,14 @@ def train_vae(
     images = data.images
     preview = images[:: max(1, len(images) // 8)][:8].to(world.device)  # fixed images to watch
 
+    if cfg.freeze_encoder_at and world.size > 1:
+        raise ValueError(
+            "freeze_encoder_at needs a single process (DDP expects every parameter to "
+            "receive a gradient); set freeze_encoder_at=0 for multi-GPU runs"
+        )
+
     def step_fn(step: int, gen: torch.Generator):
+        vae.encoder.requires_grad_(not (cfg.freeze_encoder_at and step >= cfg.freeze_encoder_at))
         idx = batch_indices(step, n=len(images), batch_size=cfg.batch_size, seed=cfg.seed)
         x = images[world.shard(idx)].to(world.device)  # (B / world, 3, S, S)
         latent_shape = (

@@ -1,0 +1,264 @@
+"""`ldm-course` (also `python -m ldm_course`): train-vae, train-ldm, sample, reconstruct, evaluate, bench.
+
+Presets: cpu-fast (minutes on a 2-core CPU), cpu-full (the shipped checkpoints), gpu (Colab).
+Any setting can be overridden: --set steps=500 --set vae.base_channels=32.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ldm_course.config import PRESETS, ldm_preset, override, vae_preset
+from ldm_course.device import get_device
+
+
+def _device(name: str) -> torch.device:
+    return get_device() if name == "auto" else torch.device(name)
+
+
+def _data(args, size: int):
+    """The built-in Twemoji train split, or the user's own folder of images (--data DIR)."""
+    from ldm_course.data import image_folder, twemoji
+
+    if args.data in (None, "twemoji"):
+        return twemoji("train", size=size)
+    return image_folder(args.data, size=size, resize_to_fit=args.resize)
+
+
+def cmd_train_vae(args) -> None:
+    from ldm_course.distributed import setup_world, teardown
+    from ldm_course.train_vae import train_vae
+
+    cfg = override(vae_preset(args.preset), args.set)
+    world = setup_world(_device(args.device))
+    _, history = train_vae(
+        cfg,
+        args.run_dir,
+        data=_data(args, cfg.size),
+        device=world.device,
+        resume=args.resume,
+        world=world,
+    )
+    teardown(world)
+    if world.is_main:
+        print(
+            f"trained {cfg.steps} steps; last losses: "
+            + ", ".join(
+                f"{k}={v[-1]:.4g}" for k, v in history.items() if k not in ("step", "seconds")
+            )
+        )
+
+
+def cmd_train_ldm(args) -> None:
+    from ldm_course.distributed import setup_world, teardown
+    from ldm_course.pretrained import load_vae
+    from ldm_course.train_ldm import train_ldm
+
+    cfg = override(ldm_preset(args.preset), args.set)
+    world = setup_world(_device(args.device))
+    vae = load_vae(None if args.vae == "pretrained" else args.vae)
+    _, history = train_ldm(
+        cfg,
+        args.run_dir,
+        vae,
+        vae_source=args.vae,
+        data=_data(args, cfg.size),
+        device=world.device,
+        resume=args.resume,
+        world=world,
+    )
+    teardown(world)
+    if world.is_main:
+        print(f"trained {cfg.steps} steps; last loss {history['loss'][-1]:.4g}")
+
+
+def _load_ldm(args):
+    from ldm_course.pretrained import load_ldm
+
+    return load_ldm(
+        None if args.ldm == "pretrained" else args.ldm,
+        None if args.vae == "pretrained" else args.vae,
+        device=_device(args.device),
+    )
+
+
+def cmd_sample(args) -> None:
+    from ldm_course.viz import save_grid
+
+    start = time.perf_counter()
+    ldm = _load_ldm(args)
+    y = None
+    if args.label is not None:
+        names = list(ldm.class_names)
+        y = names.index(args.label) if args.label in names else _class_id(args.label, names)
+    elif ldm.unet.cfg.num_classes and not args.unconditional:
+        y = torch.arange(args.n) % ldm.unet.cfg.num_classes  # every category in turn
+    images = ldm.generate(
+        args.n,
+        steps=args.steps,
+        eta=args.eta,
+        guidance_scale=args.guidance,
+        y=y,
+        sampler=args.sampler,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_grid(images, args.out, nrow=args.nrow)
+    print(f"wrote {args.n} samples to {args.out} in {time.perf_counter() - start:.1f} s")
+
+
+def _class_id(label: str, names: list[str]) -> int:
+    if label.isdigit() and int(label) < len(names):
+        return int(label)
+    raise ValueError(
+        f"unknown class {label!r}; choose an index below {len(names)} or one of {names}"
+    )
+
+
+def cmd_reconstruct(args) -> None:
+    from ldm_course.data import image_folder, twemoji
+    from ldm_course.metrics import psnr
+    from ldm_course.pretrained import load_vae
+    from ldm_course.viz import save_grid
+
+    vae = load_vae(None if args.vae == "pretrained" else args.vae, device=_device(args.device))
+    data = (
+        twemoji("test")
+        if args.input == "twemoji-test"
+        else image_folder(args.input, resize_to_fit=args.resize)
+    )
+    x = data.images[: args.n].to(vae.encoder.conv_in.weight.device)
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(x).mode()).clamp(-1, 1)
+    save_grid(
+        torch.cat([x, recon]).cpu(), args.out, nrow=min(args.n, 8) if args.n <= 8 else args.n // 2
+    )
+    print(
+        f"wrote {len(x)} originals + reconstructions to {args.out}; "
+        f"mean PSNR {psnr(x.cpu(), recon.cpu()).mean():.2f} dB"
+    )
+
+
+def cmd_evaluate(args) -> None:
+    from ldm_course.evaluate import evaluate
+
+    report = evaluate(
+        vae_path=None if args.vae == "pretrained" else args.vae,
+        unet_path=None if args.ldm == "pretrained" else args.ldm,
+        compare_vae=args.compare_vae,
+        out=args.out,
+        num_samples=args.num_samples,
+        ddpm=not args.skip_ddpm,
+        device=_device(args.device),
+        seed=args.seed,
+    )
+    print(report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ldm-course", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp):
+        sp.add_argument(
+            "--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps"
+        )
+        sp.add_argument(
+            "--vae", default="pretrained", help="'pretrained' or a VAE run folder / .safetensors"
+        )
+        return sp
+
+    for name, fn, default_dir in (
+        ("train-vae", cmd_train_vae, "runs/vae"),
+        ("train-ldm", cmd_train_ldm, "runs/ldm"),
+    ):
+        sp = common(
+            sub.add_parser(name, help=f"{name.replace('-', ' ')}; writes checkpoints to --run-dir")
+        )
+        sp.add_argument("--preset", default="cpu-fast", help=f"one of {', '.join(PRESETS)}")
+        sp.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a setting, e.g. --set steps=500 (repeatable)",
+        )
+        sp.add_argument("--run-dir", default=default_dir)
+        sp.add_argument(
+            "--resume", action="store_true", help="continue from the run's last checkpoint"
+        )
+        sp.add_argument(
+            "--data", default="twemoji", help="'twemoji' (built in) or a folder of your images"
+        )
+        sp.add_argument(
+            "--resize", action="store_true", help="center-crop and resize images of another size"
+        )
+        sp.set_defaults(fn=fn)
+
+    sp = common(sub.add_parser("sample", help="generate a grid of images"))
+    sp.add_argument(
+        "--ldm", default="pretrained", help="'pretrained' or an LDM run folder / .safetensors"
+    )
+    sp.add_argument("--n", type=int, default=64)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--steps", type=int, default=50)
+    sp.add_argument("--eta", type=float, default=0.0)
+    sp.add_argument("--guidance", type=float, default=3.0)
+    sp.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim")
+    sp.add_argument(
+        "--label", default=None, help="a category name or id (default: cycle through all)"
+    )
+    sp.add_argument("--unconditional", action="store_true")
+    sp.add_argument("--nrow", type=int, default=8)
+    sp.add_argument("--out", default="samples.png")
+    sp.set_defaults(fn=cmd_sample)
+
+    sp = common(
+        sub.add_parser("reconstruct", help="encode and decode images; write a comparison grid")
+    )
+    sp.add_argument("--input", default="twemoji-test", help="'twemoji-test' or a folder of images")
+    sp.add_argument("--resize", action="store_true")
+    sp.add_argument("--n", type=int, default=16)
+    sp.add_argument("--out", default="reconstructions.png")
+    sp.set_defaults(fn=cmd_reconstruct)
+
+    sp = common(
+        sub.add_parser("evaluate", help="metrics of the model card on the held-out test split")
+    )
+    sp.add_argument("--ldm", default="pretrained")
+    sp.add_argument(
+        "--compare-vae",
+        default=None,
+        help="a second VAE (e.g. trained without LPIPS) to report beside",
+    )
+    sp.add_argument("--num-samples", type=int, default=256)
+    sp.add_argument("--skip-ddpm", action="store_true", help="skip the slow 1000-step DDPM row")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", default="evaluation.json")
+    sp.set_defaults(fn=cmd_evaluate)
+
+    sp = sub.add_parser(
+        "bench",
+        help="benchmarks: latent vs pixel, vs diffusers, efficiency, quality (see --help)",
+        add_help=False,
+    )
+    sp.set_defaults(fn=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from ldm_course.bench import main as bench_main
+
+        return bench_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"ldm-course {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,167 @@
+"""Latent diffusion (Rombach et al. 2022): DDPM training and DDIM/DDPM sampling of a U-Net on
+scaled VAE latents, with classifier-free guidance (Ho & Salimans 2022)."""
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ldm_course.samplers import ddim_sample, ddpm_sample
+from ldm_course.schedules import NoiseSchedule, q_sample
+from ldm_course.unet import UNet
+from ldm_course.vae import VAE
+
+
+def diffusion_loss(
+    eps_model: Callable[..., torch.Tensor],
+    z_0: torch.Tensor,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+    schedule: NoiseSchedule,
+    y: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """L_simple = E || eps - eps_theta(sqrt(alpha_bar_t) z_0 + sqrt(1 - alpha_bar_t) eps, t) ||^2
+    (DDPM eq. 14; LDM eq. 2 on latents). z_0, noise: (B, C, h, w); t: (B,) in {0..T-1}."""
+    z_t = q_sample(z_0, t, noise, schedule)  # (B, C, h, w)
+    return F.mse_loss(eps_model(z_t, t, y), noise)
+
+
+def guided_eps(
+    unet: nn.Module,
+    z_t: torch.Tensor,
+    t: torch.Tensor,
+    y: torch.Tensor | None,
+    guidance_scale: float,
+) -> torch.Tensor:
+    """Classifier-free guidance (Ho & Salimans 2022, eq. 6):
+        eps = eps(z_t, null) + w * (eps(z_t, y) - eps(z_t, null))
+    w = 1 is the conditional model, w = 0 the unconditional one. Both run in one batch of 2B."""
+    if y is None or guidance_scale == 1.0:
+        return unet(z_t, t, y)
+    null = torch.full_like(y, unet.cfg.num_classes)  # (B,)
+    eps_cond, eps_uncond = unet(
+        torch.cat([z_t, z_t]), torch.cat([t, t]), torch.cat([y, null])
+    ).chunk(2)
+    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+
+
+class LatentDiffusion(nn.Module):
+    """VAE + U-Net + schedule + scale_factor: the whole miniature Stable Diffusion."""
+
+    def __init__(
+        self,
+        vae: VAE,
+        unet: UNet,
+        schedule: NoiseSchedule,
+        scale_factor: float,
+        *,
+        image_size: int = 64,
+    ):
+        super().__init__()
+        if image_size % vae.downsample_factor:
+            raise ValueError(
+                f"image_size={image_size} is not a multiple of the VAE's factor {vae.downsample_factor}"
+            )
+        self.image_size = image_size
+        if not scale_factor > 0:
+            raise ValueError(
+                f"scale_factor must be positive (1 / std of the latents), got {scale_factor}"
+            )
+        if unet.cfg.in_channels != vae.cfg.latent_channels:
+            raise ValueError(
+                f"the U-Net takes {unet.cfg.in_channels} channels but the VAE's latents have "
+                f"{vae.cfg.latent_channels}; build the U-Net with in_channels={vae.cfg.latent_channels}"
+            )
+        self.vae, self.unet, self.schedule, self.scale_factor = (
+            vae,
+            unet,
+            schedule,
+            float(scale_factor),
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @torch.no_grad()
+    def encode(
+        self, x: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None
+    ):
+        """Images in [-1, 1] -> scaled latents z_0 = scale_factor * z (the posterior mean unless sample)."""
+        posterior = self.vae.encode(x)
+        z = posterior.sample(generator) if sample else posterior.mode()
+        return z * self.scale_factor  # (B, C, h, w)
+
+    @torch.no_grad()
+    def decode(self, z_0: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> images: D(z_0 / scale_factor), (B, 3, H, W)."""
+        return self.vae.decode(z_0 / self.scale_factor)
+
+    def training_step(
+        self,
+        z_0: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        cond_drop_prob: float = 0.0,
+    ) -> torch.Tensor:
+        """One epsilon-prediction loss on scaled latents z_0 (B, C, h, w): draws t ~ U{0..T-1} and
+        eps ~ N(0, I), and replaces labels by the null class with probability cond_drop_prob."""
+        b = z_0.shape[0]
+        t = torch.randint(0, self.schedule.num_steps, (b,), generator=generator).to(
+            z_0.device
+        )  # (B,)
+        noise = torch.randn(z_0.shape, generator=generator).to(z_0.device)  # (B, C, h, w)
+        if y is not None and cond_drop_prob > 0:
+            drop = torch.rand(b, generator=generator).to(z_0.device) < cond_drop_prob  # (B,)
+            y = torch.where(drop, torch.full_like(y, self.unet.cfg.num_classes), y)
+        return diffusion_loss(self.unet, z_0, t, noise, self.schedule, y)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        n: int,
+        *,
+        steps: int = 50,
+        eta: float = 0.0,
+        guidance_scale: float = 3.0,
+        y: torch.Tensor | int | None = None,
+        generator: torch.Generator | None = None,
+        sampler: Literal["ddim", "ddpm"] = "ddim",
+        callback: Callable | None = None,
+        progress: bool = True,
+        return_latents: bool = False,
+    ) -> torch.Tensor:
+        """Sample n images in [-1, 1] (clamped): z_T ~ N(0, I) -> sampler -> decode.
+
+        y: class ids (n,) or one int for all; None samples the unconditional model (null class).
+        guidance_scale w is ignored when y is None. sampler="ddpm" runs all T steps (steps unused).
+        """
+        if sampler not in ("ddim", "ddpm"):
+            raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {sampler!r}")
+        device = self.device
+        if y is not None:
+            if self.unet.cfg.num_classes is None:
+                raise ValueError("this model is unconditional; pass y=None")
+            y = torch.as_tensor(y, device=device).long()
+            y = y.expand(n) if y.ndim == 0 else y  # one class for all, or (n,)
+            if y.shape != (n,):
+                raise ValueError(
+                    f"y must be one class id or ({n},) ids, got shape {tuple(y.shape)}"
+                )
+        h = self.image_size // self.vae.downsample_factor
+        shape = (n, self.vae.cfg.latent_channels, h, h)
+
+        def eps_fn(z_t, t):
+            return guided_eps(self.unet, z_t, t, y, guidance_scale)
+
+        common = dict(generator=generator, device=device, callback=callback, progress=progress)
+        if sampler == "ddim":
+            z_0 = ddim_sample(eps_fn, shape, self.schedule, num_steps=steps, eta=eta, **common)
+        else:
+            z_0 = ddpm_sample(eps_fn, shape, self.schedule, **common)
+        if return_latents:
+            return z_0
+        return self.decode(z_0).clamp(-1, 1)

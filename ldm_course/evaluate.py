@@ -1,0 +1,178 @@
+"""`ldm-course evaluate`: the numbers of the model cards, all on the held-out Twemoji test split.
+
+- VAE: PSNR, SSIM, LPIPS of reconstructions from the posterior mean (optionally a second VAE).
+- Latents: std of scaled latents (should be ~1), per-channel means and stds.
+- Samples: Frechet distance to the test split in FeatureExtractor space (see metrics.py) for DDIM-50
+  at guidance 1, 3, 5 and DDPM-1000, beside the floor (VAE reconstructions of the test split) and
+  the ceiling (decoded pure-noise latents); every row uses the same number of images.
+- Copies: for 64 samples, the nearest training image and its RMSE.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ldm_course.data import twemoji
+from ldm_course.latents import encode_images, latent_stats
+from ldm_course.metrics import FeatureExtractor, frechet_distance, nearest_neighbours, psnr, ssim
+from ldm_course.perceptual import LPIPS
+from ldm_course.pretrained import load_ldm, load_vae
+
+NEAR_DUPLICATE_RMSE = (
+    0.05  # RMSE on [0, 1] below which a sample counts as a near copy (PSNR > 26 dB)
+)
+
+
+@torch.no_grad()
+def vae_metrics(vae, images: torch.Tensor, lpips: LPIPS, *, batch_size: int = 128) -> dict:
+    """Mean PSNR / SSIM / LPIPS of D(mean of q(z|x)) against x, images (N, 3, H, W)."""
+    recon = torch.cat(
+        [vae.decode(vae.encode(x).mode()).clamp(-1, 1) for x in images.split(batch_size)]
+    )
+    return {
+        "psnr_db": psnr(images, recon).mean().item(),
+        "ssim": ssim(images, recon).mean().item(),
+        "lpips_alex_stlpips": torch.cat(
+            [
+                lpips(a, b)
+                for a, b in zip(images.split(batch_size), recon.split(batch_size), strict=True)
+            ]
+        )
+        .mean()
+        .item(),
+        "images": len(images),
+    }
+
+
+def evaluate(
+    *,
+    vae_path=None,
+    unet_path=None,
+    compare_vae=None,
+    out: str | Path = "evaluation.json",
+    num_samples: int = 256,
+    ddpm: bool = True,
+    device="cpu",
+    seed: int = 0,
+    steps: int = 50,
+) -> str:
+    """Compute everything in the module docstring; write JSON to `out`; return a printable table."""
+    test, train = twemoji("test"), twemoji("train")
+    lpips = LPIPS("alex", "stlpips").to(device)
+    features = FeatureExtractor(lpips)
+    ldm = load_ldm(unet_path, vae_path, device=device)
+    report: dict = {
+        "test_images": len(test),
+        "num_samples": num_samples,
+        "seed": seed,
+        "feature_space": "shift-tolerant AlexNet (stlpips-pytorch), 5 ReLU layers avg-pooled, 1152-d",
+    }
+
+    report["vae"] = vae_metrics(ldm.vae, test.images.to(device), lpips)
+    if compare_vae:
+        report["vae_compare"] = {
+            "source": str(compare_vae),
+            **vae_metrics(load_vae(compare_vae, device=device), test.images.to(device), lpips),
+        }
+
+    z = encode_images(
+        ldm.vae,
+        test.images.to(device),
+        generator=torch.Generator(device).manual_seed(seed),
+        scale_factor=ldm.scale_factor,
+    )
+    stats = latent_stats(z)
+    report["latents"] = {
+        "scale_factor": ldm.scale_factor,
+        "scaled_std": stats.std,
+        "scaled_mean": stats.mean,
+        "channel_mean": stats.channel_mean.tolist(),
+        "channel_std": stats.channel_std.tolist(),
+    }
+
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(test), generator=gen)[:num_samples]
+    real = test.images[pick]
+    y = test.labels[pick].to(device)  # the test split's category mix
+    real_feats = features.batched(real.to(device))
+    fd = {}
+    recon = torch.cat(
+        [ldm.vae.decode(ldm.vae.encode(x.to(device)).mode()).clamp(-1, 1) for x in real.split(128)]
+    )
+    fd["floor: VAE reconstructions of the test split"] = (
+        frechet_distance(real_feats, features.batched(recon)),
+        0.0,
+    )
+    noise = torch.randn((len(real), ldm.vae.cfg.latent_channels, 8, 8), generator=gen).to(device)
+    fd["ceiling: decoded pure-noise latents"] = (
+        frechet_distance(real_feats, features.batched(ldm.decode(noise).clamp(-1, 1))),
+        0.0,
+    )
+    settings = [("ddim", steps, w) for w in (1.0, 3.0, 5.0)] + (
+        [("ddpm", 1000, 3.0)] if ddpm else []
+    )
+    samples_for_nn = None
+    for sampler, n_steps, w in settings:
+        start = time.perf_counter()
+        images = ldm.generate(
+            len(real),
+            steps=n_steps,
+            guidance_scale=w,
+            y=y,
+            sampler=sampler,
+            progress=True,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        seconds = time.perf_counter() - start
+        fd[f"{sampler.upper()} {n_steps} steps, guidance {w:g}"] = (
+            frechet_distance(real_feats, features.batched(images)),
+            seconds,
+        )
+        if sampler == "ddim" and w == 3.0:
+            samples_for_nn = images[:64].cpu()
+    report["frechet_distance"] = {k: {"fd": v[0], "seconds": v[1]} for k, v in fd.items()}
+
+    idx, rmse = nearest_neighbours(samples_for_nn, train.images)
+    test_idx, test_rmse = nearest_neighbours(test.images[:256], train.images)
+    report["nearest_training_image"] = {
+        "samples": [
+            {"train_index": int(i), "name": train.names[i], "rmse": float(d)}
+            for i, d in zip(idx, rmse, strict=True)
+        ],
+        "near_duplicates": int((rmse < NEAR_DUPLICATE_RMSE).sum()),
+        "threshold_rmse": NEAR_DUPLICATE_RMSE,
+        "median_rmse_samples": rmse.median().item(),
+        "median_rmse_test_images": test_rmse.median().item(),
+        "test_images_under_threshold": int((test_rmse < NEAR_DUPLICATE_RMSE).sum()),
+    }
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(report, indent=2) + "\n")
+    return format_report(report)
+
+
+def format_report(r: dict) -> str:
+    lines = [
+        f"VAE on {r['vae']['images']} test images: PSNR {r['vae']['psnr_db']:.2f} dB, "
+        f"SSIM {r['vae']['ssim']:.3f}, LPIPS {r['vae']['lpips_alex_stlpips']:.4f}"
+    ]
+    if "vae_compare" in r:
+        c = r["vae_compare"]
+        lines.append(
+            f"compare VAE: PSNR {c['psnr_db']:.2f} dB, SSIM {c['ssim']:.3f}, LPIPS {c['lpips_alex_stlpips']:.4f}"
+        )
+    lat = r["latents"]
+    lines.append(
+        f"scale factor {lat['scale_factor']:.4f}; scaled test latents std {lat['scaled_std']:.3f}, "
+        f"channel stds {[round(s, 3) for s in lat['channel_std']]}"
+    )
+    lines.append(f"Frechet distance ({r['num_samples']} images each; {r['feature_space']}):")
+    for k, v in r["frechet_distance"].items():
+        lines.append(f"  {k:48s} {v['fd']:10.3f}   {v['seconds']:7.1f} s")
+    nn = r["nearest_training_image"]
+    lines.append(
+        f"near duplicates among 64 samples: {nn['near_duplicates']} (RMSE < {nn['threshold_rmse']}); "
+        f"median nearest RMSE {nn['median_rmse_samples']:.3f} (test images: {nn['median_rmse_test_images']:.3f})"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,174 @@
+"""Train the latent U-Net (notebook 04, `ldm-course train-ldm`): encode the training images once,
+measure the scale factor, then epsilon-prediction on scaled latents with EMA and label dropout."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from ldm_course.checkpoint import load_tensors, save_tensors
+from ldm_course.config import LDMTrainConfig, to_dict
+from ldm_course.data import TensorImageDataset, twemoji
+from ldm_course.diffusion import LatentDiffusion, diffusion_loss
+from ldm_course.distributed import World, wrap
+from ldm_course.latents import estimate_scale_factor
+from ldm_course.schedules import make_schedule
+from ldm_course.train import EMA, Loop, batch_indices, cosine_lr, fit
+from ldm_course.unet import UNet
+from ldm_course.vae import VAE
+from ldm_course.viz import image_grid, plot_history, save_figure
+
+
+@torch.no_grad()
+def cache_latents(
+    vae: VAE, images: torch.Tensor, path: Path, *, batch_size: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of every image, computed once and stored in `path` (safetensors).
+
+    Training draws z = mean + std * eps afresh each step, so caching loses nothing.
+    """
+    if path.exists():
+        tensors, _ = load_tensors(path)
+        if len(tensors["mean"]) == len(images):
+            return tensors["mean"], tensors["std"]
+    device = next(vae.parameters()).device
+    means, stds = [], []
+    for x in images.split(batch_size):
+        posterior = vae.encode(x.to(device))
+        means.append(posterior.mean.cpu())
+        stds.append(posterior.std.cpu())
+    # contiguous: cat of chunk views keeps their strides, and reductions over another memory layout
+    # round differently in the last bit (the scale factor must not depend on where latents came from)
+    mean, std = torch.cat(means).contiguous(), torch.cat(stds).contiguous()  # (N, C, h, w) each
+    save_tensors(path, {"mean": mean, "std": std}, {"images": len(images)})
+    return mean, std
+
+
+def train_ldm(
+    cfg: LDMTrainConfig,
+    run_dir: str | Path,
+    vae: VAE,
+    *,
+    vae_source: str = "given",
+    data: TensorImageDataset | None = None,
+    device: torch.device | str = "cpu",
+    resume: bool = False,
+    world: World | None = None,
+    progress: bool = True,
+) -> tuple[LatentDiffusion, dict]:
+    """Train (or resume) the U-Net on latents of `data` (default: Twemoji train split at cfg.size).
+
+    Returns the LatentDiffusion with EMA weights (eval mode) and the history. The scale factor is
+    1 / std of latents sampled from q(z|x) over the whole training set, stored with the weights.
+    """
+    device = torch.device(device)
+    world = world or World(device=device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    run_dir = Path(run_dir)
+    data = data if data is not None else twemoji("train", size=cfg.size)
+    vae = vae.to(world.device).eval().requires_grad_(False)
+    mean, std = cache_latents(vae, data.images, run_dir / "latents.safetensors")
+    z_all = mean + std * torch.randn(mean.shape, generator=torch.Generator().manual_seed(cfg.seed))
+    scale_factor = estimate_scale_factor(z_all)
+    labels = data.labels
+
+    num_classes = data.num_classes if cfg.conditional else None
+    unet_cfg = replace(cfg.unet, num_classes=num_classes)
+    torch.manual_seed(cfg.seed)  # the initial weights
+    unet = UNet(unet_cfg).to(world.device)
+    model = wrap(unet, world)
+    schedule = make_schedule(cfg.schedule, cfg.num_train_timesteps)
+    ldm = LatentDiffusion(vae, unet, schedule, scale_factor, image_size=cfg.size)
+    ema = EMA(unet, cfg.ema_decay)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
+
+    def step_fn(step: int, gen: torch.Generator):
+        idx = batch_indices(step, n=len(mean), batch_size=cfg.batch_size, seed=cfg.seed)  # (B,)
+        b = len(idx)
+        eps_z = torch.randn((b, *mean.shape[1:]), generator=gen)  # posterior sample noise
+        t = torch.randint(0, schedule.num_steps, (b,), generator=gen)  # (B,)
+        noise = torch.randn((b, *mean.shape[1:]), generator=gen)  # (B, C, h, w)
+        drop = torch.rand(b, generator=gen) < cfg.cond_drop_prob  # (B,)
+        z_0 = (mean[idx] + std[idx] * eps_z) * scale_factor  # scaled latents, (B, C, h, w)
+        y = None
+        if num_classes is not None:
+            y = torch.where(
+                drop, torch.full_like(labels[idx], num_classes), labels[idx]
+            )  # null class
+        shard = [
+            world.shard(v).to(world.device) if v is not None else None for v in (z_0, t, noise, y)
+        ]
+        with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+            loss = diffusion_loss(model, *shard[:3], schedule, shard[3])
+        return loss, {"loss": loss.item()}
+
+    def with_ema(fn):
+        backup = {k: v.clone() for k, v in unet.state_dict().items()}
+        ema.copy_to(unet)
+        try:
+            return fn()
+        finally:
+            unet.load_state_dict(backup)
+
+    def artifacts(step: int, history: dict) -> None:
+        n = 2 * (num_classes or 8)
+        y = torch.arange(n, device=world.device) % num_classes if num_classes else None
+
+        def sample():
+            unet.eval()
+            out = ldm.generate(
+                n,
+                steps=25,
+                y=y,
+                guidance_scale=3.0,
+                progress=False,
+                generator=torch.Generator().manual_seed(0),
+            )
+            unet.train()
+            return out
+
+        save_figure(
+            image_grid(with_ema(sample), nrow=n // 2, title=f"step {step} (EMA, DDIM 25)"),
+            run_dir / "samples.png",
+        )
+        if history["step"]:
+            save_figure(plot_history(history), run_dir / "loss.png")
+
+    def export(path: Path) -> None:
+        meta = {
+            "kind": "unet",
+            "config": to_dict(unet_cfg),
+            "scale_factor": scale_factor,
+            "schedule": cfg.schedule,
+            "num_train_timesteps": cfg.num_train_timesteps,
+            "image_size": cfg.size,
+            "vae_source": vae_source,
+            "class_names": list(data.class_names),
+        }
+        save_tensors(path, ema.shadow, meta)
+
+    config = {"task": "ldm", "vae_source": vae_source, **to_dict(cfg)}
+    loop = Loop(
+        run_dir=run_dir,
+        config=config,
+        model=unet,
+        optimizer=opt,
+        step_fn=step_fn,
+        steps=cfg.steps,
+        seed=cfg.seed,
+        ema=ema,
+        lr_at=lambda s: cosine_lr(
+            s, lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps, steps=cfg.steps
+        ),
+        checkpoint_every=cfg.checkpoint_every,
+        log_every=cfg.log_every,
+        artifact_every=cfg.sample_every,
+        artifacts=artifacts,
+        export=export,
+        world=world,
+        progress=progress,
+    )
+    history = fit(loop, resume=resume)
+    ema.copy_to(unet)
+    return ldm.eval(), history

@@ -1,0 +1,169 @@
+"""The denoising U-Net eps_theta(x_t, t, y) (Ho et al. 2020, appendix B; Ronneberger et al. 2015):
+sinusoidal time embedding, time-conditioned ResBlocks, self-attention at low resolution, skip
+connections, optional class conditioning with a null class for classifier-free guidance."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ldm_course.blocks import (
+    Downsample,
+    ResBlock,
+    SelfAttention,
+    Upsample,
+    group_norm,
+    timestep_embedding,
+)
+from ldm_course.config import UNetConfig
+
+
+class UNetLevel(nn.Module):
+    """ResBlocks (each optionally followed by attention) at one resolution."""
+
+    def __init__(
+        self,
+        in_channels: list[int],
+        out_channels: int,
+        *,
+        attention: bool,
+        cfg: UNetConfig,
+        temb_dim: int,
+    ):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            ResBlock(
+                c, out_channels, groups=cfg.norm_groups, temb_dim=temb_dim, dropout=cfg.dropout
+            )
+            for c in in_channels
+        )
+        self.attns = nn.ModuleList(
+            SelfAttention(out_channels, groups=cfg.norm_groups, num_heads=cfg.num_heads)
+            if attention
+            else nn.Identity()
+            for _ in in_channels
+        )
+
+
+class UNet(nn.Module):
+    """eps_theta: (x_t (B, C, H, W), t (B,), y (B,) or None) -> predicted noise (B, C, H, W).
+
+    H and W must be multiples of 2**(len(channel_mult) - 1). With `num_classes` set, y = num_classes
+    (or y=None) is the null class: the unconditional model used by classifier-free guidance.
+    """
+
+    def __init__(self, cfg: UNetConfig = UNetConfig()):
+        super().__init__()
+        self.cfg = cfg
+        widths = [cfg.base_channels * m for m in cfg.channel_mult]
+        temb_dim = cfg.time_embed_mult * cfg.base_channels
+        self.time_mlp = nn.Sequential(
+            nn.Linear(cfg.base_channels, temb_dim), nn.SiLU(), nn.Linear(temb_dim, temb_dim)
+        )
+        self.class_embed = nn.Embedding(cfg.num_classes + 1, temb_dim) if cfg.num_classes else None
+        self.conv_in = nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1)
+
+        # Encoder: remember the width of every activation pushed on the skip stack.
+        skips, prev = [widths[0]], widths[0]
+        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
+        for level, width in enumerate(widths):
+            ins = [prev] + [width] * (cfg.num_res_blocks - 1)
+            self.down.append(
+                UNetLevel(
+                    ins, width, attention=level in cfg.attention_levels, cfg=cfg, temb_dim=temb_dim
+                )
+            )
+            skips += [width] * cfg.num_res_blocks
+            last = level == len(widths) - 1
+            self.downsample.append(nn.Identity() if last else Downsample(width))
+            if not last:
+                skips.append(width)
+            prev = width
+
+        self.mid1 = ResBlock(
+            prev, prev, groups=cfg.norm_groups, temb_dim=temb_dim, dropout=cfg.dropout
+        )
+        self.mid_attn = SelfAttention(prev, groups=cfg.norm_groups, num_heads=cfg.num_heads)
+        self.mid2 = ResBlock(
+            prev, prev, groups=cfg.norm_groups, temb_dim=temb_dim, dropout=cfg.dropout
+        )
+
+        # Decoder: num_res_blocks + 1 blocks per level, each eating one skip.
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
+        for level, width in reversed(list(enumerate(widths))):
+            ins = []
+            for _ in range(cfg.num_res_blocks + 1):
+                ins.append(prev + skips.pop())
+                prev = width
+            self.up.append(
+                UNetLevel(
+                    ins, width, attention=level in cfg.attention_levels, cfg=cfg, temb_dim=temb_dim
+                )
+            )
+            self.upsample.append(Upsample(width) if level > 0 else nn.Identity())
+
+        self.norm_out = group_norm(prev, cfg.norm_groups)
+        self.conv_out = nn.Conv2d(prev, cfg.in_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)  # starts by predicting eps = 0
+        nn.init.zeros_(self.conv_out.bias)
+
+    @property
+    def factor(self) -> int:
+        return 2 ** (len(self.cfg.channel_mult) - 1)
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor | int, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        t = self._check(x, t, y)
+        temb = self.time_mlp(timestep_embedding(t, self.cfg.base_channels))  # (B,) -> (B, temb_dim)
+        if self.class_embed is not None:
+            if y is None:
+                y = torch.full_like(t, self.cfg.num_classes, dtype=torch.long)  # the null class
+            temb = temb + self.class_embed(y)  # (B, temb_dim)
+
+        h = self.conv_in(x)  # (B, w0, H, W)
+        skips = [h]
+        for level, down in zip(self.down, self.downsample, strict=True):
+            for block, attn in zip(level.blocks, level.attns, strict=True):
+                h = attn(block(h, temb))
+                skips.append(h)
+            if not isinstance(down, nn.Identity):
+                h = down(h)  # (B, w, H/2, W/2)
+                skips.append(h)
+
+        h = self.mid2(self.mid_attn(self.mid1(h, temb)), temb)
+
+        for level, up in zip(self.up, self.upsample, strict=True):
+            for block, attn in zip(level.blocks, level.attns, strict=True):
+                h = torch.cat([h, skips.pop()], dim=1)  # (B, w + w_skip, h, w)
+                h = attn(block(h, temb))
+            h = up(h)  # (B, w, 2h, 2w) except at full resolution
+        return self.conv_out(F.silu(self.norm_out(h)))  # (B, C, H, W)
+
+    def _check(
+        self, x: torch.Tensor, t: torch.Tensor | int, y: torch.Tensor | None
+    ) -> torch.Tensor:
+        cfg = self.cfg
+        if x.ndim != 4 or x.shape[1] != cfg.in_channels:
+            raise ValueError(f"x_t must be (B, {cfg.in_channels}, H, W), got {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        if h % self.factor or w % self.factor:
+            raise ValueError(
+                f"input of size {h}x{w} is not a multiple of the U-Net's downsampling "
+                f"factor {self.factor}; use a size divisible by {self.factor} or fewer levels"
+            )
+        t = torch.as_tensor(t, device=x.device)
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])  # () -> (B,)
+        if t.shape != (x.shape[0],):
+            raise ValueError(
+                f"t must be a scalar or have shape ({x.shape[0]},), got {tuple(t.shape)}"
+            )
+        if y is not None:
+            if cfg.num_classes is None:
+                raise ValueError("this U-Net is unconditional (num_classes=None); pass y=None")
+            if y.shape != (x.shape[0],) or y.min() < 0 or y.max() > cfg.num_classes:
+                raise ValueError(
+                    f"y must be (B,) class ids in [0, {cfg.num_classes}] "
+                    f"({cfg.num_classes} = null class), got {tuple(y.shape)}"
+                )
+        return t

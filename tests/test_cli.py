@@ -1,0 +1,100 @@
+import subprocess
+import sys
+
+import pytest
+
+from ldm_course.cli import main
+
+
+def test_unknown_preset_is_a_clear_error(capsys, tmp_path):
+    assert main(["train-vae", "--preset", "cpu-turbo", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "unknown preset 'cpu-turbo'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_checkpoint_is_a_clear_error(capsys, tmp_path):
+    assert (
+        main(
+            [
+                "sample",
+                "--ldm",
+                str(tmp_path / "nothing"),
+                "--n",
+                "1",
+                "--out",
+                str(tmp_path / "s.png"),
+            ]
+        )
+        == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_bad_override(capsys, tmp_path):
+    assert main(["train-ldm", "--set", "unet.width=3", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "unknown setting 'unet.width=3'" in capsys.readouterr().err
+
+
+def test_reconstruct_rejects_a_folder_with_a_non_image(capsys, tmp_path):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "readme.md").write_text("#")
+    assert (
+        main(["reconstruct", "--input", str(tmp_path / "imgs"), "--out", str(tmp_path / "r.png")])
+        == 2
+    )
+    assert "is not an image file" in capsys.readouterr().err
+
+
+def test_sample_writes_a_grid(tmp_path):
+    out = tmp_path / "grid.png"
+    assert (
+        main(
+            [
+                "sample",
+                "--n",
+                "4",
+                "--steps",
+                "3",
+                "--nrow",
+                "2",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    from PIL import Image
+
+    assert Image.open(out).size == (2 * 66 + 2, 2 * 66 + 2)
+
+
+def test_module_entry_point_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "ldm_course", "--help"], capture_output=True, text=True, check=True
+    )
+    for command in ("train-vae", "train-ldm", "sample", "reconstruct", "evaluate", "bench"):
+        assert command in out.stdout
+
+
+@pytest.mark.parametrize("label", ["Flags", "9"])
+def test_sample_by_category(tmp_path, label):
+    assert (
+        main(
+            [
+                "sample",
+                "--n",
+                "2",
+                "--steps",
+                "2",
+                "--label",
+                label,
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "g.png"),
+            ]
+        )
+        == 0
+    )

@@ -1,0 +1,132 @@
+import pytest
+import torch
+
+from ldm_course.config import UNetConfig, VAEConfig
+from ldm_course.diffusion import LatentDiffusion, diffusion_loss, guided_eps
+from ldm_course.schedules import make_schedule
+from ldm_course.unet import UNet
+from ldm_course.vae import VAE
+
+VAE_CFG = VAEConfig(base_channels=8, norm_groups=4)
+UNET_CFG = UNetConfig(
+    base_channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), num_classes=3
+)
+
+
+def make_ldm(scale_factor=0.5):
+    torch.manual_seed(0)
+    return LatentDiffusion(VAE(VAE_CFG), UNet(UNET_CFG), make_schedule("linear", 100), scale_factor)
+
+
+def test_diffusion_loss_is_the_epsilon_mse():
+    schedule = make_schedule("linear", 100)
+    z0, noise = torch.randn(4, 4, 8, 8), torch.randn(4, 4, 8, 8)
+    t = torch.tensor([0, 10, 50, 99])
+
+    def oracle(z_t, t, y):  # recovers the noise exactly from z_t and the known z0
+        a = schedule.alpha_bar[t].float().view(-1, 1, 1, 1)
+        return (z_t - a.sqrt() * z0) / (1 - a).sqrt()
+
+    assert diffusion_loss(oracle, z0, t, noise, schedule).item() < 1e-8
+    zero = diffusion_loss(lambda z, t, y: torch.zeros_like(z), z0, t, noise, schedule)
+    assert zero.item() == pytest.approx(noise.pow(2).mean().item(), rel=1e-6)
+
+
+def test_classifier_free_guidance_combination():
+    unet = UNet(UNET_CFG)
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    z, t, y = torch.randn(2, 4, 8, 8), torch.tensor([5, 50]), torch.tensor([0, 2])
+    cond, uncond = unet(z, t, y), unet(z, t, None)
+    torch.testing.assert_close(
+        guided_eps(unet, z, t, y, 4.0), uncond + 4.0 * (cond - uncond), atol=1e-5, rtol=1e-5
+    )
+    torch.testing.assert_close(guided_eps(unet, z, t, y, 1.0), cond)
+    torch.testing.assert_close(guided_eps(unet, z, t, y, 0.0), uncond, atol=1e-5, rtol=1e-5)
+
+
+def test_generate_shapes_range_and_determinism():
+    ldm = make_ldm().eval()
+    a = ldm.generate(3, steps=4, y=1, generator=torch.Generator().manual_seed(0), progress=False)
+    b = ldm.generate(
+        3,
+        steps=4,
+        y=torch.tensor([1, 1, 1]),
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
+    assert a.shape == (3, 3, 64, 64) and a.abs().max() <= 1
+    assert torch.equal(a, b)
+    z = ldm.generate(
+        2,
+        sampler="ddpm",
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+        return_latents=True,
+    )
+    assert z.shape == (2, 4, 8, 8)
+
+
+def test_encode_decode_apply_the_scale_factor(emoji_batch):
+    ldm = make_ldm(scale_factor=0.25)
+    x = emoji_batch[:2]
+    z = ldm.encode(x)
+    torch.testing.assert_close(z, 0.25 * ldm.vae.encode(x).mean)
+    torch.testing.assert_close(ldm.decode(z), ldm.vae.decode(z / 0.25))
+
+
+def test_training_steps_lower_the_loss_and_repeat_exactly(emoji_batch):
+    def run():
+        ldm = make_ldm()
+        z0 = ldm.encode(torch.nn.functional.avg_pool2d(emoji_batch, 1))  # (16, 4, 8, 8)
+        y = torch.arange(16) % 3
+        opt = torch.optim.Adam(ldm.unet.parameters(), lr=3e-3)
+        losses = []
+        for step in range(40):
+            loss = ldm.training_step(
+                z0, y, generator=torch.Generator().manual_seed(step % 4), cond_drop_prob=0.2
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses
+
+    a, b = run(), run()
+    assert a == b
+    assert sum(a[-8:]) / 8 < 0.7 * sum(a[:8]) / 8
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"scale_factor": 0.0}, "scale_factor must be positive"),
+        ({"image_size": 60}, "not a multiple"),
+    ],
+)
+def test_constructor_errors(kwargs, match):
+    args = {"scale_factor": 1.0, "image_size": 64, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        LatentDiffusion(
+            VAE(VAE_CFG),
+            UNet(UNET_CFG),
+            make_schedule("linear", 10),
+            args["scale_factor"],
+            image_size=args["image_size"],
+        )
+
+
+def test_channel_mismatch_and_bad_labels():
+    with pytest.raises(ValueError, match="takes 3 channels"):
+        LatentDiffusion(
+            VAE(VAE_CFG),
+            UNet(UNetConfig(in_channels=3, base_channels=16)),
+            make_schedule("linear", 10),
+            1.0,
+        )
+    ldm = make_ldm()
+    with pytest.raises(ValueError, match=r"y must be one class id or \(2,\)"):
+        ldm.generate(2, steps=2, y=torch.tensor([0, 1, 2]), progress=False)
+    with pytest.raises(ValueError, match="'ddim' or 'ddpm'"):
+        ldm.generate(1, sampler="euler", progress=False)

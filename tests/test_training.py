@@ -1,0 +1,220 @@
+"""End-to-end training through the CLI in subprocesses: exact resume after a real kill, DDP on
+gloo equals one process with the same global batch, refusals that protect existing runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+VAE_SET = [
+    "--set",
+    "size=32",
+    "--set",
+    "batch_size=8",
+    "--set",
+    "log_every=1",
+    "--set",
+    "sample_every=0",
+    "--set",
+    "vae.base_channels=4",
+    "--set",
+    "vae.norm_groups=4",
+]
+LDM_SET = [
+    "--set",
+    "size=32",
+    "--set",
+    "batch_size=16",
+    "--set",
+    "log_every=1",
+    "--set",
+    "sample_every=0",
+    "--set",
+    "unet.base_channels=16",
+    "--set",
+    "unet.num_res_blocks=1",
+    "--set",
+    "unet.attention_levels=1",
+]
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ldm_course", *args],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=check,
+    )
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def tiny_vae(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("vae") / "run"
+    cli("train-vae", "--device", "cpu", "--run-dir", str(run), *VAE_SET, "--set", "steps=2")
+    return run
+
+
+def test_vae_resume_after_kill_ends_where_uninterrupted_run_ends(tmp_path):
+    args = [
+        "train-vae",
+        "--device",
+        "cpu",
+        *VAE_SET,
+        "--set",
+        "steps=12",
+        "--set",
+        "checkpoint_every=3",
+    ]
+    cli(*args, "--run-dir", str(tmp_path / "straight"))
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ldm_course", *args, "--run-dir", str(run)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while not (run / "checkpoint.safetensors").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_history = json.loads((run / "config.json").read_text())  # config survives the kill
+    assert killed_history["task"] == "vae"
+    assert not (run / "history.json").exists(), "the run was killed before it finished"
+
+    cli(*args, "--run-dir", str(run), "--resume")
+    a, b = weights(tmp_path / "straight"), weights(run)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    h_a = json.loads((tmp_path / "straight" / "history.json").read_text())
+    h_b = json.loads((run / "history.json").read_text())
+    assert h_a["total"] == h_b["total"] and h_a["step"] == list(range(1, 13))
+
+
+def test_ldm_resume_restores_ema_and_optimizer(tmp_path, tiny_vae):
+    args = [
+        "train-ldm",
+        "--device",
+        "cpu",
+        "--vae",
+        str(tiny_vae),
+        *LDM_SET,
+        "--set",
+        "steps=8",
+        "--set",
+        "checkpoint_every=4",
+    ]
+    cli(*args, "--run-dir", str(tmp_path / "straight"))
+    run = tmp_path / "resumed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ldm_course", *args, "--run-dir", str(run)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while not (run / "checkpoint.safetensors").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cli(*args, "--run-dir", str(run), "--resume")
+    a, b = weights(tmp_path / "straight"), weights(run)  # EMA weights
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_training_lowers_the_loss(tiny_vae, tmp_path):
+    run = tmp_path / "ldm"
+    cli(
+        "train-ldm",
+        "--device",
+        "cpu",
+        "--vae",
+        str(tiny_vae),
+        "--run-dir",
+        str(run),
+        *LDM_SET,
+        "--set",
+        "steps=40",
+        "--set",
+        "lr=2e-3",
+    )
+    loss = json.loads((run / "history.json").read_text())["loss"]
+    assert sum(loss[-10:]) / 10 < 0.8 * sum(loss[:5]) / 5
+
+
+def test_ddp_two_processes_match_one_process(tmp_path, tiny_vae):
+    args = ["train-ldm", "--device", "cpu", "--vae", str(tiny_vae), *LDM_SET, "--set", "steps=4"]
+    cli(*args, "--run-dir", str(tmp_path / "single"))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "ldm_course",
+            *args,
+            "--run-dir",
+            str(tmp_path / "ddp"),
+        ],
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
+    single = json.loads((tmp_path / "single" / "history.json").read_text())["loss"]
+    ddp = json.loads((tmp_path / "ddp" / "history.json").read_text())["loss"]
+    assert len(single) == len(ddp) == 4
+    assert ddp == pytest.approx(single, rel=1e-4)
+    a, b = weights(tmp_path / "single"), weights(tmp_path / "ddp")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_existing_run_is_not_overwritten(tmp_path, tiny_vae):
+    before = (tiny_vae / "checkpoint.safetensors").read_bytes()
+    out = cli(
+        "train-vae",
+        "--device",
+        "cpu",
+        "--run-dir",
+        str(tiny_vae),
+        *VAE_SET,
+        "--set",
+        "steps=2",
+        check=False,
+    )
+    assert out.returncode == 2 and "pass --resume" in out.stderr
+    assert (tiny_vae / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_resume_with_other_settings_is_refused(tiny_vae):
+    out = cli(
+        "train-vae",
+        "--device",
+        "cpu",
+        "--run-dir",
+        str(tiny_vae),
+        *VAE_SET,
+        "--set",
+        "steps=3",
+        "--resume",
+        check=False,
+    )
+    assert out.returncode == 2 and "different config" in out.stderr and "steps" in out.stderr

@@ -1,0 +1,100 @@
+import pytest
+import torch
+
+from ldm_course.blocks import timestep_embedding
+from ldm_course.config import UNetConfig
+from ldm_course.unet import UNet
+
+TINY = UNetConfig(
+    base_channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), num_heads=2
+)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "shape"),
+    [
+        (TINY, (2, 4, 8, 8)),
+        (TINY, (3, 4, 16, 12)),
+        (UNetConfig(base_channels=16, num_classes=5), (2, 4, 8, 8)),
+        (
+            UNetConfig(
+                in_channels=3, base_channels=16, channel_mult=(1, 2, 2, 2), attention_levels=(2, 3)
+            ),
+            (1, 3, 64, 64),
+        ),
+    ],
+)
+def test_output_shape_equals_input(cfg, shape):
+    unet = UNet(cfg)
+    x = torch.randn(shape)
+    y = torch.randint(0, 5, (shape[0],)) if cfg.num_classes else None
+    assert unet(x, torch.randint(0, 1000, (shape[0],)), y).shape == shape
+
+
+def test_starts_by_predicting_zero_and_learns_time():
+    unet = UNet(TINY)
+    x = torch.randn(2, 4, 8, 8)
+    assert unet(x, 5).abs().max() == 0  # zero-initialised output convolution
+    with torch.no_grad():  # as after some training: no zero-initialised layer left
+        for p in unet.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    assert not torch.allclose(unet(x, 5), unet(x, 900))  # the time embedding reaches the output
+
+
+def test_class_conditioning_and_null_class():
+    unet = UNet(
+        UNetConfig(
+            base_channels=16,
+            channel_mult=(1, 2),
+            num_res_blocks=1,
+            attention_levels=(),
+            num_classes=3,
+        )
+    )
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    x, t = torch.randn(2, 4, 8, 8), torch.tensor([10, 10])
+    null = unet(x, t, torch.tensor([3, 3]))
+    assert torch.equal(unet(x, t, None), null)  # y=None is the null class
+    assert not torch.allclose(unet(x, t, torch.tensor([0, 0])), null)
+
+
+def test_sinusoidal_embedding_closed_form():
+    t = torch.tensor([0, 1, 500])
+    emb = timestep_embedding(t, 8)
+    freqs = 10000 ** (-torch.arange(4) / 4)
+    torch.testing.assert_close(emb[:, :4], torch.cos(t[:, None] * freqs))
+    torch.testing.assert_close(emb[:, 4:], torch.sin(t[:, None] * freqs))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (
+            {"x": torch.randn(1, 4, 7, 7)},
+            r"7x7 is not a multiple of the U-Net's downsampling factor 2",
+        ),
+        ({"x": torch.randn(1, 3, 8, 8)}, r"x_t must be \(B, 4, H, W\)"),
+        ({"t": torch.tensor([1, 2, 3])}, r"t must be a scalar or have shape \(1,\)"),
+        ({"y": torch.tensor([0])}, "unconditional"),
+    ],
+)
+def test_clear_errors(kwargs, match):
+    args = {"x": torch.randn(1, 4, 8, 8), "t": torch.tensor([1]), "y": None, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        UNet(TINY)(args["x"], args["t"], args["y"])
+
+
+def test_bad_class_id():
+    unet = UNet(
+        UNetConfig(
+            base_channels=16,
+            channel_mult=(1, 2),
+            num_res_blocks=1,
+            attention_levels=(),
+            num_classes=3,
+        )
+    )
+    with pytest.raises(ValueError, match=r"class ids in \[0, 3\]"):
+        unet(torch.randn(1, 4, 8, 8), 1, torch.tensor([7]))
