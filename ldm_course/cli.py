@@ -28,15 +28,16 @@ def _data(args, size: int):
     return image_folder(args.data, size=size, resize_to_fit=args.resize)
 
 
-def cmd_train_vae(args) -> None:
+def _train(args, preset, train_fn, *extra) -> None:
+    """Shared by train-vae and train-ldm: config from preset + overrides, process group, summary."""
     from ldm_course.distributed import setup_world, teardown
-    from ldm_course.train_vae import train_vae
 
-    cfg = override(vae_preset(args.preset), args.set)
+    cfg = override(preset(args.preset), args.set)
     world = setup_world(_device(args.device))
-    _, history = train_vae(
+    _, history = train_fn(
         cfg,
         args.run_dir,
+        *extra,
         data=_data(args, cfg.size),
         device=world.device,
         resume=args.resume,
@@ -44,35 +45,26 @@ def cmd_train_vae(args) -> None:
     )
     teardown(world)
     if world.is_main:
-        print(
-            f"trained {cfg.steps} steps; last losses: "
-            + ", ".join(
-                f"{k}={v[-1]:.4g}" for k, v in history.items() if k not in ("step", "seconds")
-            )
+        last = ", ".join(
+            f"{k}={v[-1]:.4g}" for k, v in history.items() if k not in ("step", "seconds")
         )
+        print(f"trained {cfg.steps} steps; last losses: {last}")
+
+
+def cmd_train_vae(args) -> None:
+    from ldm_course.train_vae import train_vae
+
+    _train(args, vae_preset, train_vae)
 
 
 def cmd_train_ldm(args) -> None:
-    from ldm_course.distributed import setup_world, teardown
+    from functools import partial
+
     from ldm_course.pretrained import load_vae
     from ldm_course.train_ldm import train_ldm
 
-    cfg = override(ldm_preset(args.preset), args.set)
-    world = setup_world(_device(args.device))
     vae = load_vae(None if args.vae == "pretrained" else args.vae)
-    _, history = train_ldm(
-        cfg,
-        args.run_dir,
-        vae,
-        vae_source=args.vae,
-        data=_data(args, cfg.size),
-        device=world.device,
-        resume=args.resume,
-        world=world,
-    )
-    teardown(world)
-    if world.is_main:
-        print(f"trained {cfg.steps} steps; last loss {history['loss'][-1]:.4g}")
+    _train(args, ldm_preset, partial(train_ldm, vae_source=args.vae), vae)
 
 
 def _load_ldm(args):

@@ -135,7 +135,10 @@ def ldm_preset(name: str) -> LDMTrainConfig:
             unet=UNetConfig(base_channels=32, num_res_blocks=1),
         )
     if name == "cpu-full":
-        return LDMTrainConfig(steps=2400, lr=5e-4, warmup_steps=100)
+        # sized so that it trains in under an hour on a shared 2-core CPU
+        return LDMTrainConfig(
+            steps=3000, lr=1e-3, warmup_steps=100, unet=UNetConfig(base_channels=32)
+        )
     return LDMTrainConfig(
         steps=50000,
         batch_size=256,

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -75,28 +76,28 @@ class EMA:
 
 @dataclass
 class Loop:
-    """What `fit` needs; `step_fn(step, generator) -> (loss, parts)` runs one forward pass."""
+    """What `fit` needs. `cfg` is a VAETrainConfig or LDMTrainConfig (steps, seed, lr schedule,
+    logging and checkpoint intervals); `step_fn(step, generator) -> (loss, parts)` is one forward."""
 
     run_dir: Path
-    config: dict
+    config: dict  # written to config.json; a resume must match it
+    cfg: Any
     model: nn.Module  # the unwrapped model (what is saved)
     optimizer: torch.optim.Optimizer
     step_fn: Callable[[int, torch.Generator], tuple[torch.Tensor, dict[str, float]]]
-    lr_at: Callable[[int], float]
-    steps: int
-    seed: int
-    checkpoint_every: int
-    log_every: int
-    artifact_every: int = 0
     artifacts: Callable[[int, dict], None] | None = None  # writes grids/plots next to the run
     export: Callable[[Path], None] | None = None  # writes model.safetensors (inference weights)
     ema: EMA | None = None
     world: World = field(default_factory=World)
     progress: bool = True
 
+    def lr_at(self, step: int) -> float:
+        c = self.cfg
+        return cosine_lr(step, lr=c.lr, min_lr=c.min_lr, warmup_steps=c.warmup_steps, steps=c.steps)
+
 
 def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
-    """Run (or resume) the loop to `loop.steps`; returns the history {"step": [...], "loss": [...], ...}."""
+    """Run (or resume) the loop to `loop.cfg.steps`; returns the history {"step": [...], "loss": [...], ...}."""
     run_dir = Path(loop.run_dir)
     ckpt = run_dir / "checkpoint.safetensors"
     start, history = 0, {"step": [], "seconds": []}
@@ -112,9 +113,9 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
     elapsed = history["seconds"][-1] if history["seconds"] else 0.0
     t0 = time.perf_counter() - elapsed
     bar = tqdm(
-        range(start, loop.steps),
+        range(start, loop.cfg.steps),
         initial=start,
-        total=loop.steps,
+        total=loop.cfg.steps,
         disable=not (loop.progress and loop.world.is_main),
         desc=run_dir.name,
         dynamic_ncols=True,
@@ -123,14 +124,14 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
     for step in bar:
         for group in loop.optimizer.param_groups:
             group["lr"] = loop.lr_at(step)
-        loss, parts = loop.step_fn(step, step_generator(loop.seed, step))
+        loss, parts = loop.step_fn(step, step_generator(loop.cfg.seed, step))
         loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         loop.optimizer.step()
         if loop.ema is not None:
             loop.ema.update(loop.model, step)
         done = step + 1
-        if done % loop.log_every == 0 or done == loop.steps:
+        if done % loop.cfg.log_every == 0 or done == loop.cfg.steps:
             parts = {k: mean_over_ranks(v, loop.world) for k, v in parts.items()}
             history["step"].append(done)
             history["seconds"].append(time.perf_counter() - t0)
@@ -138,12 +139,12 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
                 history.setdefault(k, []).append(v)
             bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()})
         if loop.world.is_main:
-            if done % loop.checkpoint_every == 0 or done == loop.steps:
+            if done % loop.cfg.checkpoint_every == 0 or done == loop.cfg.steps:
                 save_checkpoint(loop, ckpt, done, history)
             if (
                 loop.artifacts
-                and loop.artifact_every
-                and (done % loop.artifact_every == 0 or done == loop.steps)
+                and loop.cfg.sample_every
+                and (done % loop.cfg.sample_every == 0 or done == loop.cfg.steps)
             ):
                 loop.artifacts(done, history)
     if loop.world.is_main:

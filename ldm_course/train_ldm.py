@@ -13,7 +13,7 @@ from ldm_course.diffusion import LatentDiffusion, diffusion_loss
 from ldm_course.distributed import World, wrap
 from ldm_course.latents import estimate_scale_factor
 from ldm_course.schedules import make_schedule
-from ldm_course.train import EMA, Loop, batch_indices, cosine_lr, fit
+from ldm_course.train import EMA, Loop, batch_indices, fit
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
 from ldm_course.viz import image_grid, plot_history, save_figure
@@ -152,18 +152,11 @@ def train_ldm(
     loop = Loop(
         run_dir=run_dir,
         config=config,
+        cfg=cfg,
         model=unet,
         optimizer=opt,
         step_fn=step_fn,
-        steps=cfg.steps,
-        seed=cfg.seed,
         ema=ema,
-        lr_at=lambda s: cosine_lr(
-            s, lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps, steps=cfg.steps
-        ),
-        checkpoint_every=cfg.checkpoint_every,
-        log_every=cfg.log_every,
-        artifact_every=cfg.sample_every,
         artifacts=artifacts,
         export=export,
         world=world,

@@ -8,7 +8,7 @@ from ldm_course.checkpoint import save_tensors
 from ldm_course.config import VAETrainConfig, to_dict
 from ldm_course.data import TensorImageDataset, twemoji
 from ldm_course.distributed import World, wrap
-from ldm_course.train import Loop, batch_indices, cosine_lr, fit
+from ldm_course.train import Loop, batch_indices, fit
 from ldm_course.vae import VAE, vae_loss
 from ldm_course.viz import plot_history, reconstructions, save_figure
 
@@ -97,17 +97,10 @@ def train_vae(
     loop = Loop(
         run_dir=Path(run_dir),
         config={"task": "vae", **to_dict(cfg)},
+        cfg=cfg,
         model=vae,
         optimizer=opt,
         step_fn=step_fn,
-        steps=cfg.steps,
-        seed=cfg.seed,
-        lr_at=lambda s: cosine_lr(
-            s, lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps, steps=cfg.steps
-        ),
-        checkpoint_every=cfg.checkpoint_every,
-        log_every=cfg.log_every,
-        artifact_every=cfg.sample_every,
         artifacts=artifacts,
         export=export,
         world=world,

@@ -56,6 +56,21 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     )
 
 
+def kill_after_first_checkpoint(args: list[str], run: Path) -> None:
+    """Start training in a subprocess and SIGKILL it as soon as its first checkpoint exists."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ldm_course", *args, "--run-dir", str(run)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while not (run / "checkpoint.safetensors").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "model.safetensors"))
 
@@ -81,17 +96,7 @@ def test_vae_resume_after_kill_ends_where_uninterrupted_run_ends(tmp_path):
     cli(*args, "--run-dir", str(tmp_path / "straight"))
 
     run = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ldm_course", *args, "--run-dir", str(run)],
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 120
-    while not (run / "checkpoint.safetensors").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_first_checkpoint(args, run)
     killed_history = json.loads((run / "config.json").read_text())  # config survives the kill
     assert killed_history["task"] == "vae"
     assert not (run / "history.json").exists(), "the run was killed before it finished"
@@ -121,17 +126,7 @@ def test_ldm_resume_restores_ema_and_optimizer(tmp_path, tiny_vae):
     ]
     cli(*args, "--run-dir", str(tmp_path / "straight"))
     run = tmp_path / "resumed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ldm_course", *args, "--run-dir", str(run)],
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 120
-    while not (run / "checkpoint.safetensors").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_first_checkpoint(args, run)
     cli(*args, "--run-dir", str(run), "--resume")
     a, b = weights(tmp_path / "straight"), weights(run)  # EMA weights
     for k in a:
