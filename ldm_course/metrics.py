@@ -22,12 +22,12 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse.clamp_min(1e-20))
 
 
-def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Normalised 2-D Gaussian (size, size), float64: SSIM's window (Wang et al. 2004, sec. III-C)."""
+def gaussian_kernel(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Normalised 1-D Gaussian (size,), float64. SSIM's 2-D window (Wang et al. 2004, sec. III-C)
+    is its outer product, so filtering along rows then columns applies it exactly."""
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-coords.pow(2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]  # (size,) x (size,) -> (size, size)
+    return g / g.sum()
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, *, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -41,10 +41,14 @@ def ssim(x: torch.Tensor, y: torch.Tensor, *, window: int = 11, sigma: float = 1
         )
     x, y = _to_unit(x), _to_unit(y)
     c = x.shape[1]
-    w = gaussian_window(window, sigma).to(x.device).expand(c, 1, window, window)  # (C, 1, k, k)
+    g = gaussian_kernel(window, sigma).to(x.device)
+    rows, cols = (
+        g.view(1, 1, window, 1).expand(c, 1, window, 1),
+        g.view(1, 1, 1, window).expand(c, 1, 1, window),
+    )
 
-    def blur(v):
-        return F.conv2d(v, w, groups=c)  # (B, C, H-k+1, W-k+1)
+    def blur(v):  # separable: (B, C, H, W) -> (B, C, H-k+1, W-k+1)
+        return F.conv2d(F.conv2d(v, rows, groups=c), cols, groups=c)
 
     mu_x, mu_y = blur(x), blur(y)
     var_x = blur(x * x) - mu_x.pow(2)

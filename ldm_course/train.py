@@ -98,6 +98,7 @@ class Loop:
 
 def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
     """Run (or resume) the loop to `loop.cfg.steps`; returns the history {"step": [...], "loss": [...], ...}."""
+    check_amp(loop.cfg, loop.world.device)
     run_dir = Path(loop.run_dir)
     ckpt = run_dir / "checkpoint.safetensors"
     start, history = 0, {"step": [], "seconds": []}
@@ -152,6 +153,20 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
         if loop.export:
             loop.export(run_dir / "model.safetensors")
     return history
+
+
+def check_amp(cfg, device: torch.device) -> None:
+    """Mixed precision here means bf16 autocast on CUDA (no loss scaling needed); say so clearly
+    where that is unavailable instead of silently training in another precision."""
+    if not getattr(cfg, "amp", False):
+        return
+    if device.type != "cuda":
+        raise ValueError(f"amp=True needs a CUDA device, got {device.type}; use --set amp=false")
+    if not torch.cuda.is_bf16_supported():
+        raise ValueError(
+            "amp=True uses bf16, which this GPU does not support (e.g. a T4); "
+            "use --set amp=false (fp32) on it"
+        )
 
 
 def save_checkpoint(loop: Loop, path: Path, step: int, history: dict) -> None:

@@ -98,3 +98,22 @@ def test_sample_by_category(tmp_path, label):
         )
         == 0
     )
+
+
+def test_gpu_preset_on_cpu_explains_amp(capsys, tmp_path):
+    code = main(
+        [
+            "train-vae",
+            "--preset",
+            "gpu",
+            "--device",
+            "cpu",
+            "--set",
+            "steps=1",
+            "--run-dir",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert code == 2
+    assert "amp=True needs a CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # refused before writing anything
