@@ -223,8 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ldm", default="pretrained")
     sp.add_argument(
         "--compare-vae",
-        default=None,
-        help="a second VAE (e.g. trained without LPIPS) to report beside",
+        action="append",
+        default=[],
+        help="another VAE to report beside (repeatable), e.g. one trained without LPIPS",
     )
     sp.add_argument("--num-samples", type=int, default=256)
     sp.add_argument("--skip-ddpm", action="store_true", help="skip the slow 1000-step DDPM row")

@@ -61,6 +61,12 @@ class VAETrainConfig:
     # From this step on only the decoder trains (0 = never). The latent space is then fixed, so a
     # diffusion model can train on it while the decoder still improves (as SD's fine-tuned decoders).
     freeze_encoder_at: int = 0
+    train_encoder: bool = (
+        True  # False: a decoder-only fine-tune (with init_from) on a fixed latent space
+    )
+    init_from: str = (
+        ""  # start from these VAE weights (a run folder or .safetensors) instead of random
+    )
     size: int = 64
     seed: int = 0
     log_every: int = 50

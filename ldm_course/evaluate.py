@@ -71,11 +71,13 @@ def evaluate(
     }
 
     report["vae"] = vae_metrics(ldm.vae, test.images.to(device), lpips)
-    if compare_vae:
-        report["vae_compare"] = {
-            "source": str(compare_vae),
-            **vae_metrics(load_vae(compare_vae, device=device), test.images.to(device), lpips),
+    report["vae_compare"] = [
+        {
+            "source": str(path),
+            **vae_metrics(load_vae(path, device=device), test.images.to(device), lpips),
         }
+        for path in compare_vae or []
+    ]
 
     z = encode_images(
         ldm.vae,
@@ -157,10 +159,9 @@ def format_report(r: dict) -> str:
         f"VAE on {r['vae']['images']} test images: PSNR {r['vae']['psnr_db']:.2f} dB, "
         f"SSIM {r['vae']['ssim']:.3f}, LPIPS {r['vae']['lpips_alex_stlpips']:.4f}"
     ]
-    if "vae_compare" in r:
-        c = r["vae_compare"]
+    for c in r["vae_compare"]:
         lines.append(
-            f"compare VAE: PSNR {c['psnr_db']:.2f} dB, SSIM {c['ssim']:.3f}, LPIPS {c['lpips_alex_stlpips']:.4f}"
+            f"  vs {c['source']}: PSNR {c['psnr_db']:.2f} dB, SSIM {c['ssim']:.3f}, LPIPS {c['lpips_alex_stlpips']:.4f}"
         )
     lat = r["latents"]
     lines.append(

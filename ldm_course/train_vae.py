@@ -35,6 +35,10 @@ def train_vae(
     data = data if data is not None else twemoji("train", size=cfg.size)
     torch.manual_seed(cfg.seed)  # the initial weights
     vae = VAE(cfg.vae).to(world.device)
+    if cfg.init_from:
+        from ldm_course.pretrained import load_vae
+
+        vae.load_state_dict(load_vae(cfg.init_from).state_dict())  # same config, else a clear error
     model = wrap(vae, world)
     lpips = None
     if cfg.perceptual_weight > 0:
@@ -47,14 +51,15 @@ def train_vae(
     images = data.images
     preview = images[:: max(1, len(images) // 8)][:8].to(world.device)  # fixed images to watch
 
-    if cfg.freeze_encoder_at and world.size > 1:
+    if (cfg.freeze_encoder_at or not cfg.train_encoder) and world.size > 1:
         raise ValueError(
             "freeze_encoder_at needs a single process (DDP expects every parameter to "
             "receive a gradient); set freeze_encoder_at=0 for multi-GPU runs"
         )
 
     def step_fn(step: int, gen: torch.Generator):
-        vae.encoder.requires_grad_(not (cfg.freeze_encoder_at and step >= cfg.freeze_encoder_at))
+        frozen = not cfg.train_encoder or (cfg.freeze_encoder_at and step >= cfg.freeze_encoder_at)
+        vae.encoder.requires_grad_(not frozen)
         idx = batch_indices(step, n=len(images), batch_size=cfg.batch_size, seed=cfg.seed)
         x = images[world.shard(idx)].to(world.device)  # (B / world, 3, S, S)
         latent_shape = (

@@ -68,11 +68,8 @@ def main() -> None:
             "title": "ldm-course VAE (f=8, 4 latent channels, L1 + LPIPS + KL)",
             **common,
             **run_summary(args.vae),
-            "metrics_test_split": {
-                "with_lpips": ev["vae"],
-                "without_lpips_same_budget": ev.get("vae_compare"),
-                "without_lpips_run": run_summary(args.vae_l1),
-            },
+            "metrics_test_split": {"shipped": ev["vae"], "comparisons": ev["vae_compare"]},
+            "comparison_run_without_lpips": run_summary(args.vae_l1),
             "latents": ev["latents"],
             "notes": args.notes,
         },
