@@ -144,6 +144,7 @@ def cmd_evaluate(args) -> None:
         out=args.out,
         num_samples=args.num_samples,
         ddpm=not args.skip_ddpm,
+        ddpm_samples=args.ddpm_samples,
         device=_device(args.device),
         seed=args.seed,
     )
@@ -228,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="another VAE to report beside (repeatable), e.g. one trained without LPIPS",
     )
     sp.add_argument("--num-samples", type=int, default=256)
+    sp.add_argument("--ddpm-samples", type=int, default=64, help="images for the DDPM-1000 row")
     sp.add_argument("--skip-ddpm", action="store_true", help="skip the slow 1000-step DDPM row")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--out", default="evaluation.json")

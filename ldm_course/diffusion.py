@@ -97,7 +97,9 @@ class LatentDiffusion(nn.Module):
     @torch.no_grad()
     def decode(self, z_0: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> images: D(z_0 / scale_factor), (B, 3, H, W)."""
-        return self.vae.decode(z_0 / self.scale_factor)
+        return self.vae.decode(
+            z_0 / self.scale_factor
+        ).contiguous()  # NCHW even for channels_last models
 
     def training_step(
         self,
