@@ -132,7 +132,7 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
         if loop.ema is not None:
             loop.ema.update(loop.model, step)
         done = step + 1
-        if done % loop.cfg.log_every == 0 or done == loop.cfg.steps:
+        if (loop.cfg.log_every and done % loop.cfg.log_every == 0) or done == loop.cfg.steps:
             parts = {k: mean_over_ranks(v, loop.world) for k, v in parts.items()}
             history["step"].append(done)
             history["seconds"].append(time.perf_counter() - t0)
@@ -140,7 +140,9 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
                 history.setdefault(k, []).append(v)
             bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()})
         if loop.world.is_main:
-            if done % loop.cfg.checkpoint_every == 0 or done == loop.cfg.steps:
+            if (
+                loop.cfg.checkpoint_every and done % loop.cfg.checkpoint_every == 0
+            ) or done == loop.cfg.steps:
                 save_checkpoint(loop, ckpt, done, history)
             if (
                 loop.artifacts
