@@ -1,5 +1,6 @@
 import pytest
 import torch
+from helpers import optimise
 
 from ldm_course.config import UNetConfig, VAEConfig
 from ldm_course.diffusion import LatentDiffusion, diffusion_loss, guided_eps
@@ -81,17 +82,14 @@ def test_training_steps_lower_the_loss_and_repeat_exactly(emoji_batch):
         ldm = make_ldm()
         z0 = ldm.encode(torch.nn.functional.avg_pool2d(emoji_batch, 1))  # (16, 4, 8, 8)
         y = torch.arange(16) % 3
-        opt = torch.optim.Adam(ldm.unet.parameters(), lr=3e-3)
-        losses = []
-        for step in range(40):
-            loss = ldm.training_step(
+        return optimise(
+            ldm.unet.parameters(),
+            lambda step: ldm.training_step(
                 z0, y, generator=torch.Generator().manual_seed(step % 4), cond_drop_prob=0.2
-            )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        return losses
+            ),
+            steps=40,
+            lr=3e-3,
+        )
 
     a, b = run(), run()
     assert a == b

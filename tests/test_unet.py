@@ -5,6 +5,18 @@ from ldm_course.blocks import timestep_embedding
 from ldm_course.config import UNetConfig
 from ldm_course.unet import UNet
 
+CONDITIONAL = UNetConfig(
+    base_channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(), num_classes=3
+)
+
+
+def perturb(unet: UNet) -> None:
+    """As after some training: no zero-initialised layer left (they block signals at init)."""
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+
+
 TINY = UNetConfig(
     base_channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), num_heads=2
 )
@@ -35,25 +47,13 @@ def test_starts_by_predicting_zero_and_learns_time():
     unet = UNet(TINY)
     x = torch.randn(2, 4, 8, 8)
     assert unet(x, 5).abs().max() == 0  # zero-initialised output convolution
-    with torch.no_grad():  # as after some training: no zero-initialised layer left
-        for p in unet.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    perturb(unet)  # as after some training
     assert not torch.allclose(unet(x, 5), unet(x, 900))  # the time embedding reaches the output
 
 
 def test_class_conditioning_and_null_class():
-    unet = UNet(
-        UNetConfig(
-            base_channels=16,
-            channel_mult=(1, 2),
-            num_res_blocks=1,
-            attention_levels=(),
-            num_classes=3,
-        )
-    )
-    with torch.no_grad():
-        for p in unet.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    unet = UNet(CONDITIONAL)
+    perturb(unet)
     x, t = torch.randn(2, 4, 8, 8), torch.tensor([10, 10])
     null = unet(x, t, torch.tensor([3, 3]))
     assert torch.equal(unet(x, t, None), null)  # y=None is the null class
@@ -87,14 +87,6 @@ def test_clear_errors(kwargs, match):
 
 
 def test_bad_class_id():
-    unet = UNet(
-        UNetConfig(
-            base_channels=16,
-            channel_mult=(1, 2),
-            num_res_blocks=1,
-            attention_levels=(),
-            num_classes=3,
-        )
-    )
+    unet = UNet(CONDITIONAL)
     with pytest.raises(ValueError, match=r"class ids in \[0, 3\]"):
         unet(torch.randn(1, 4, 8, 8), 1, torch.tensor([7]))

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from helpers import optimise
 from torch.distributions import Normal, kl_divergence
 
 from ldm_course.config import VAEConfig
@@ -116,16 +117,12 @@ def test_a_few_steps_lower_the_loss_and_are_reproducible(emoji_batch):
     def run():
         torch.manual_seed(0)
         vae = VAE(SMALL)
-        opt = torch.optim.Adam(vae.parameters(), lr=2e-3)
-        losses = []
-        for step in range(25):
+
+        def loss(step):
             recon, post = vae(x, generator=torch.Generator().manual_seed(step))
-            loss, _ = vae_loss(x, recon, post)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        return losses
+            return vae_loss(x, recon, post)[0]
+
+        return optimise(vae.parameters(), loss, steps=25, lr=2e-3)
 
     a, b = run(), run()
     assert a == b
