@@ -29,29 +29,32 @@ def _model_file(path: str | Path | None, name: str) -> Path:
     return path / "model.safetensors" if path.is_dir() else path
 
 
+def _load_model(
+    path, kind: str, label: str, model_cls, cfg_cls, device
+) -> tuple[torch.nn.Module, dict]:
+    """Read `kind` weights and their config from a shipped file, run folder or .safetensors file;
+    build the model from that config, frozen, eval mode, channels_last (~25% faster decoding on CPU,
+    see benchmarks/results/diffusers.json)."""
+    file = _model_file(path, kind)
+    tensors, meta = load_tensors(file)
+    if meta.get("kind") != kind:
+        raise ValueError(f"{file} holds a {meta.get('kind')!r} checkpoint, not a {label}")
+    model = model_cls(from_dict(cfg_cls, meta["config"]))
+    load_weights(model, tensors, source=str(file))
+    model = model.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
+    return model, meta
+
+
 def load_vae(path: str | Path | None = None, *, device: torch.device | str = "cpu") -> VAE:
     """The shipped VAE (or one from a run folder / file), float32, eval mode, frozen."""
-    file = _model_file(path, "vae")
-    tensors, meta = load_tensors(file)
-    if meta.get("kind") != "vae":
-        raise ValueError(f"{file} holds a {meta.get('kind')!r} checkpoint, not a VAE")
-    vae = VAE(from_dict(VAEConfig, meta["config"]))
-    load_weights(vae, tensors, source=str(file))
-    # channels_last: ~25% faster decoding on CPU (benchmarks/results/against_diffusers.json)
-    return vae.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
+    return _load_model(path, "vae", "VAE", VAE, VAEConfig, device)[0]
 
 
 def load_unet(
     path: str | Path | None = None, *, device: torch.device | str = "cpu"
 ) -> tuple[UNet, dict]:
     """The shipped U-Net (EMA weights) and its metadata (scale_factor, schedule, class names)."""
-    file = _model_file(path, "unet")
-    tensors, meta = load_tensors(file)
-    if meta.get("kind") != "unet":
-        raise ValueError(f"{file} holds a {meta.get('kind')!r} checkpoint, not a U-Net")
-    unet = UNet(from_dict(UNetConfig, meta["config"]))
-    load_weights(unet, tensors, source=str(file))
-    return unet.to(device, memory_format=torch.channels_last).eval().requires_grad_(False), meta
+    return _load_model(path, "unet", "U-Net", UNet, UNetConfig, device)
 
 
 def load_ldm(
