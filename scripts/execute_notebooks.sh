@@ -5,6 +5,8 @@
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 unset MPLBACKEND
+# one thread, as pytest --nbval replays them (root conftest.py): printed losses then match to the digit
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 $PY -m ldm_course.editions solutions notebooks
 for edition in ${EDITIONS:-notebooks solutions}; do
   for nb in $edition/0*.ipynb; do
