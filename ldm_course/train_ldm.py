@@ -1,6 +1,7 @@
 """Train the latent U-Net (notebook 04, `ldm-course train-ldm`): encode the training images once,
 measure the scale factor, then epsilon-prediction on scaled latents with EMA and label dropout."""
 
+import hashlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,17 +20,30 @@ from ldm_course.vae import VAE
 from ldm_course.viz import image_grid, plot_history, save_figure
 
 
+def fingerprint(vae: VAE, images: torch.Tensor) -> str:
+    """sha256 of the encoder's weights and the images: what the cached latents depend on."""
+    h = hashlib.sha256()
+    for name, tensor in vae.encoder.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    h.update(images.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 @torch.no_grad()
 def cache_latents(
     vae: VAE, images: torch.Tensor, path: Path, *, batch_size: int = 256
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior mean and std of every image, computed once and stored in `path` (safetensors).
 
-    Training draws z = mean + std * eps afresh each step, so caching loses nothing.
+    Training draws z = mean + std * eps afresh each step, so caching loses nothing. The cache is
+    reused only if it was made by the same encoder weights from the same images; otherwise (another
+    VAE passed to the same run folder, other data) it is recomputed.
     """
+    key = fingerprint(vae, images)
     if path.exists():
-        tensors, _ = load_tensors(path)
-        if len(tensors["mean"]) == len(images):
+        tensors, meta = load_tensors(path)
+        if meta.get("fingerprint") == key:
             return tensors["mean"], tensors["std"]
     device = next(vae.parameters()).device
     means, stds = [], []
@@ -40,7 +54,7 @@ def cache_latents(
     # contiguous: cat of chunk views keeps their strides, and reductions over another memory layout
     # round differently in the last bit (the scale factor must not depend on where latents came from)
     mean, std = torch.cat(means).contiguous(), torch.cat(stds).contiguous()  # (N, C, h, w) each
-    save_tensors(path, {"mean": mean, "std": std}, {"images": len(images)})
+    save_tensors(path, {"mean": mean, "std": std}, {"images": len(images), "fingerprint": key})
     return mean, std
 
 

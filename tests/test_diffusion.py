@@ -5,6 +5,7 @@ from helpers import optimise
 from ldm_course.config import UNetConfig, VAEConfig
 from ldm_course.diffusion import LatentDiffusion, diffusion_loss, guided_eps
 from ldm_course.schedules import make_schedule
+from ldm_course.train_ldm import cache_latents
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
 
@@ -128,3 +129,21 @@ def test_channel_mismatch_and_bad_labels():
         ldm.generate(2, steps=2, y=torch.tensor([0, 1, 2]), progress=False)
     with pytest.raises(ValueError, match="'ddim' or 'ddpm'"):
         ldm.generate(1, sampler="euler", progress=False)
+
+
+def test_latent_cache_is_reused_only_for_the_same_encoder_and_images(tmp_path, emoji_batch):
+    torch.manual_seed(0)
+    vae = VAE(VAE_CFG).eval()
+    path = tmp_path / "latents.safetensors"
+    mean, std = cache_latents(vae, emoji_batch, path)
+    encodes = []
+    vae.encoder.register_forward_pre_hook(lambda *_: encodes.append(1))
+    again, _ = cache_latents(vae, emoji_batch, path)
+    assert not encodes and torch.equal(again, mean)  # read back, not re-encoded
+    with torch.no_grad():
+        vae.encoder.conv_in.weight.mul_(2)  # another encoder, same run folder
+    changed, _ = cache_latents(vae, emoji_batch, path)
+    assert encodes and not torch.allclose(changed, mean)
+    assert torch.equal(changed, vae.encode(emoji_batch).mean)
+    other_images, _ = cache_latents(vae, emoji_batch.flip(-1), path)  # same count, other images
+    assert torch.equal(other_images, vae.encode(emoji_batch.flip(-1)).mean)
