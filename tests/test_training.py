@@ -75,6 +75,24 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "model.safetensors"))
 
 
+def straight_and_resumed(args: list[str], tmp_path: Path) -> tuple[Path, Path]:
+    """The same run twice: uninterrupted, and SIGKILLed after its first checkpoint then resumed.
+    Asserts the kill happened before the end and kept the config; returns both run folders."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    cli(*args, "--run-dir", str(straight))
+    kill_after_first_checkpoint(args, resumed)
+    assert json.loads((resumed / "config.json").read_text())["task"] == args[0].removeprefix(
+        "train-"
+    )
+    assert not (resumed / "history.json").exists(), "the run was killed before it finished"
+    cli(*args, "--run-dir", str(resumed), "--resume")
+    a, b = weights(straight), weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    return straight, resumed
+
+
 @pytest.fixture(scope="module")
 def tiny_vae(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("vae") / "run"
@@ -93,21 +111,9 @@ def test_vae_resume_after_kill_ends_where_uninterrupted_run_ends(tmp_path):
         "--set",
         "checkpoint_every=3",
     ]
-    cli(*args, "--run-dir", str(tmp_path / "straight"))
-
-    run = tmp_path / "killed"
-    kill_after_first_checkpoint(args, run)
-    killed_history = json.loads((run / "config.json").read_text())  # config survives the kill
-    assert killed_history["task"] == "vae"
-    assert not (run / "history.json").exists(), "the run was killed before it finished"
-
-    cli(*args, "--run-dir", str(run), "--resume")
-    a, b = weights(tmp_path / "straight"), weights(run)
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    h_a = json.loads((tmp_path / "straight" / "history.json").read_text())
-    h_b = json.loads((run / "history.json").read_text())
+    straight, resumed = straight_and_resumed(args, tmp_path)
+    h_a = json.loads((straight / "history.json").read_text())
+    h_b = json.loads((resumed / "history.json").read_text())
     assert h_a["total"] == h_b["total"] and h_a["step"] == list(range(1, 13))
 
 
@@ -120,17 +126,11 @@ def test_ldm_resume_restores_ema_and_optimizer(tmp_path, tiny_vae):
         str(tiny_vae),
         *LDM_SET,
         "--set",
-        "steps=8",
+        "steps=12",
         "--set",
-        "checkpoint_every=4",
+        "checkpoint_every=3",
     ]
-    cli(*args, "--run-dir", str(tmp_path / "straight"))
-    run = tmp_path / "resumed"
-    kill_after_first_checkpoint(args, run)
-    cli(*args, "--run-dir", str(run), "--resume")
-    a, b = weights(tmp_path / "straight"), weights(run)  # EMA weights
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    straight_and_resumed(args, tmp_path)  # EMA weights are what model.safetensors holds
 
 
 def test_training_lowers_the_loss(tiny_vae, tmp_path):
