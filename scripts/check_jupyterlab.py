@@ -42,7 +42,8 @@ def start_lab(jupyter: str, root: Path, port: int, token: str) -> subprocess.Pop
     if os.geteuid() == 0:
         cmd.append("--allow-root")  # containers and Colab run as root
     lab = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    for _ in range(120):
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
             return lab
