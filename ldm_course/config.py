@@ -91,6 +91,9 @@ class LDMTrainConfig:
     num_train_timesteps: int = 1000
     cond_drop_prob: float = 0.1  # labels replaced by the null class this often (CFG)
     conditional: bool = True
+    # Start from these U-Net weights (a run folder or .safetensors, same architecture and latents)
+    # instead of random ones: a second stage with a fresh learning-rate schedule.
+    init_from: str = ""
     size: int = 64
     seed: int = 0
     log_every: int = 50

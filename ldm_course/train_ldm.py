@@ -58,6 +58,32 @@ def cache_latents(
     return mean, std
 
 
+def init_weights(unet: UNet, cfg: LDMTrainConfig, scale_factor: float) -> None:
+    """Load cfg.init_from into `unet`: only weights trained for the same architecture, noise
+    schedule and latent scale (i.e. the same VAE), else a clear error."""
+    from ldm_course.pretrained import load_unet
+
+    init, meta = load_unet(cfg.init_from)
+    source = f"init_from={cfg.init_from!r}"
+    if init.cfg != unet.cfg:
+        raise ValueError(
+            f"{source} is a U-Net with config {init.cfg}, not {unet.cfg}; "
+            "use the same unet settings (and conditional) as the run it comes from"
+        )
+    theirs = (meta["schedule"], meta["num_train_timesteps"])
+    if theirs != (cfg.schedule, cfg.num_train_timesteps):
+        raise ValueError(
+            f"{source} was trained with the {theirs} noise schedule, this run uses "
+            f"{(cfg.schedule, cfg.num_train_timesteps)}; set schedule/num_train_timesteps to match"
+        )
+    if abs(meta["scale_factor"] - scale_factor) > 1e-6 * scale_factor:
+        raise ValueError(
+            f"{source} was trained on latents scaled by {meta['scale_factor']:.6f}, this run's "
+            f"latents are scaled by {scale_factor:.6f}: pass the same --vae (and data) it used"
+        )
+    unet.load_state_dict(init.state_dict())
+
+
 def train_ldm(
     cfg: LDMTrainConfig,
     run_dir: str | Path,
@@ -83,7 +109,8 @@ def train_ldm(
     data = data if data is not None else twemoji("train", size=cfg.size)
     vae = vae.to(world.device).eval().requires_grad_(False)
     mean, std = cache_latents(vae, data.images, run_dir / "latents.safetensors")
-    z_all = mean + std * torch.randn(mean.shape, generator=torch.Generator().manual_seed(cfg.seed))
+    # seed 0 whatever cfg.seed: the factor belongs to the VAE and data, not to the run
+    z_all = mean + std * torch.randn(mean.shape, generator=torch.Generator().manual_seed(0))
     scale_factor = estimate_scale_factor(z_all)
     labels = data.labels
 
@@ -91,6 +118,8 @@ def train_ldm(
     unet_cfg = replace(cfg.unet, num_classes=num_classes)
     torch.manual_seed(cfg.seed)  # the initial weights
     unet = UNet(unet_cfg).to(world.device)
+    if cfg.init_from:
+        init_weights(unet, cfg, scale_factor)
     model = wrap(unet, world)
     schedule = make_schedule(cfg.schedule, cfg.num_train_timesteps)
     ldm = LatentDiffusion(vae, unet, schedule, scale_factor, image_size=cfg.size)

@@ -35,8 +35,10 @@ def hardware() -> str:
 
 
 def run_summary(run: Path) -> dict:
+    """Steps, time, last losses and config of a run; a run started from another's weights
+    (init_from) also carries that run's summary and the totals over all its stages."""
     history = load_json(run / "history.json")
-    return {
+    summary = {
         "steps": history["step"][-1],
         "training_seconds": round(history["seconds"][-1]),
         "final_losses": {
@@ -44,6 +46,15 @@ def run_summary(run: Path) -> dict:
         },
         "run_config": load_json(run / "config.json"),
     }
+    parent = summary["run_config"].get("init_from")
+    if parent:
+        earlier = run_summary(Path(parent))
+        summary["initialised_from"] = earlier
+        summary["total_steps"] = summary["steps"] + earlier.get("total_steps", earlier["steps"])
+        summary["total_training_seconds"] = summary["training_seconds"] + earlier.get(
+            "total_training_seconds", earlier["training_seconds"]
+        )
+    return summary
 
 
 def main() -> None:

@@ -153,6 +153,46 @@ def test_training_lowers_the_loss(tiny_vae, tmp_path):
     assert sum(loss[-10:]) / 10 < 0.8 * sum(loss[:5]) / 5
 
 
+def test_ldm_init_from_starts_from_those_weights_and_refuses_others(tmp_path, tiny_vae):
+    args = ["train-ldm", "--device", "cpu", "--vae", str(tiny_vae), *LDM_SET]
+    first = tmp_path / "first"
+    cli(*args, "--run-dir", str(first), "--set", "steps=4")
+    # lr 0: the weights cannot move, so the second stage exports exactly what it started from
+    frozen = ["--set", "lr=0", "--set", "min_lr=0", "--set", "steps=2", "--set", "seed=1"]
+    cli(*args, "--run-dir", str(tmp_path / "again"), *frozen, "--set", f"init_from={first}")
+    a, b = weights(first), weights(tmp_path / "again")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-6, atol=1e-7, msg=k)
+    cli(*args, "--run-dir", str(tmp_path / "scratch"), *frozen)  # without init_from: random
+    scratch = weights(tmp_path / "scratch")
+    assert sum(not torch.allclose(scratch[k], a[k]) for k in a) > len(a) // 2
+
+    other_arch = cli(
+        *args,
+        "--run-dir",
+        str(tmp_path / "wider"),
+        *frozen,
+        "--set",
+        f"init_from={first}",
+        "--set",
+        "unet.base_channels=8",
+        check=False,
+    )
+    assert other_arch.returncode == 2 and "use the same unet settings" in other_arch.stderr
+    other_vae = cli(
+        *[x if x != str(tiny_vae) else "pretrained" for x in args],
+        "--run-dir",
+        str(tmp_path / "other-vae"),
+        *frozen,
+        "--set",
+        f"init_from={first}",
+        check=False,
+    )
+    assert other_vae.returncode == 2 and "pass the same --vae" in other_vae.stderr
+    assert not (tmp_path / "other-vae" / "model.safetensors").exists()
+
+
 def test_ddp_two_processes_match_one_process(tmp_path, tiny_vae):
     args = ["train-ldm", "--device", "cpu", "--vae", str(tiny_vae), *LDM_SET, "--set", "steps=4"]
     cli(*args, "--run-dir", str(tmp_path / "single"))
