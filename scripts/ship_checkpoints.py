@@ -1,10 +1,12 @@
-"""Copy the cpu-full runs into the package as the shipped checkpoints, with model cards.
+"""Write the model cards of the shipped checkpoints (scripts/finalize_checkpoints.sh runs it).
 
-    python scripts/ship_checkpoints.py --vae runs/vae-lpips --vae-l1 runs/vae-l1 --ldm runs/ldm \
+    python scripts/ship_checkpoints.py --vae runs/vae-ft --vae-l1 runs/vae-l1 --ldm runs/ldm-2 \
         --evaluation evaluation.json
 
-The card records the config, data, training time and hardware (from each run's history and this
-machine), and the metrics of `ldm-course evaluate` (run it on the runs first and pass its JSON).
+The weights must already be exported from those runs (`ldm_course.pretrained.export`) and
+evaluated (`ldm-course evaluate`, whose JSON is passed here); this checks that the shipped weights
+are the runs' weights. The card records the config, data, training time and hardware (from each
+run's history and this machine) and the evaluation's metrics.
 """
 
 import argparse
@@ -14,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from ldm_course.checkpoint import load_json
-from ldm_course.pretrained import export
+from ldm_course.checkpoint import load_json, load_tensors
+from ldm_course.pretrained import pretrained_dir, write_card
 
 
 def hardware() -> str:
@@ -57,6 +59,20 @@ def run_summary(run: Path) -> dict:
     return summary
 
 
+def write_shipped_card(run: Path, name: str, card: dict) -> None:
+    """The card beside the shipped `<name>.safetensors`, after checking it holds `run`'s weights."""
+    shipped, meta = load_tensors(pretrained_dir() / f"{name}.safetensors")
+    weights, _ = load_tensors(run / "model.safetensors")
+    if shipped.keys() != weights.keys() or any(
+        not torch.equal(shipped[k], v.to(shipped[k].dtype)) for k, v in weights.items()
+    ):
+        raise SystemExit(
+            f"the shipped {name}.safetensors does not hold {run}'s weights: export it first "
+            f"(ldm_course.pretrained.export('{run}', '{name}')) and evaluate it"
+        )
+    write_card(pretrained_dir() / name, {**card, "config": meta.get("config")})
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--vae", type=Path, required=True)
@@ -72,10 +88,10 @@ def main() -> None:
         "hardware": hardware(),
         "recipe": "bash scripts/train_shipped.sh (every run the cpu-full preset; see README)",
     }
-    export(
+    write_shipped_card(
         args.vae,
         "vae",
-        card={
+        {
             "title": "ldm-course VAE (f=8, 4 latent channels, L1 + LPIPS + KL)",
             **common,
             **run_summary(args.vae),
@@ -85,10 +101,10 @@ def main() -> None:
             "notes": args.notes,
         },
     )
-    export(
+    write_shipped_card(
         args.ldm,
         "unet",
-        card={
+        {
             "title": "ldm-course latent U-Net (class-conditional on emoji category, classifier-free guidance)",
             **common,
             **run_summary(args.ldm),
@@ -102,7 +118,7 @@ def main() -> None:
             "notes": args.notes,
         },
     )
-    print("wrote ldm_course/assets/pretrained/{vae,unet}.{safetensors,json,md}")
+    print("wrote ldm_course/assets/pretrained/{vae,unet}.{json,md}")
 
 
 if __name__ == "__main__":
