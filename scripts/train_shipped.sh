@@ -2,7 +2,7 @@
 # The whole recipe of the shipped checkpoints, on a CPU, from a fresh clone (after `pip install -e .`).
 # Every run is the cpu-full preset; the decoder fine-tune adds its overrides here, in one place.
 # Each run resumes where it stopped if you rerun this script after an interruption.
-#   bash scripts/train_shipped.sh            # about 2.5 hours on a 2-core CPU, runs in runs/
+#   bash scripts/train_shipped.sh            # five runs, one after another, into runs/ (hours: see README)
 set -euo pipefail
 CLI=${CLI:-.venv/bin/ldm-course}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
