@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole recipe of the shipped checkpoints, on a CPU, from a fresh clone (after `pip install -e .`).
-# Every run is the cpu-full preset; the decoder fine-tune adds its overrides here, in one place.
+# Every run is the cpu-full preset; the two second stages (VAE decoder fine-tune, second U-Net
+# stage) add their overrides here, in one place.
 # Each run resumes where it stopped if you rerun this script after an interruption.
 #   bash scripts/train_shipped.sh            # five runs, one after another, into runs/ (hours: see README)
 set -euo pipefail
