@@ -13,6 +13,20 @@ from ldm_course.vae import VAE, vae_loss
 from ldm_course.viz import plot_history, reconstructions, save_figure
 
 
+def init_vae(vae: VAE, source: str) -> None:
+    """Load the VAE weights in `source` (a run folder or .safetensors) into `vae`: only weights of
+    the same config (a GroupNorm grouping, for one, would load into the same shapes unnoticed)."""
+    from ldm_course.pretrained import load_vae
+
+    init = load_vae(source)
+    if init.cfg != vae.cfg:
+        raise ValueError(
+            f"init_from={source!r} is a VAE with config {init.cfg}, not {vae.cfg}; "
+            "use the same vae settings as the run it comes from"
+        )
+    vae.load_state_dict(init.state_dict())
+
+
 def train_vae(
     cfg: VAETrainConfig,
     run_dir: str | Path,
@@ -36,9 +50,7 @@ def train_vae(
     torch.manual_seed(cfg.seed)  # the initial weights
     vae = VAE(cfg.vae).to(world.device)
     if cfg.init_from:
-        from ldm_course.pretrained import load_vae
-
-        vae.load_state_dict(load_vae(cfg.init_from).state_dict())  # same config, else a clear error
+        init_vae(vae, cfg.init_from)
     model = wrap(vae, world)
     lpips = None
     if cfg.perceptual_weight > 0:
