@@ -32,15 +32,16 @@ def fingerprint(vae: VAE, images: torch.Tensor) -> str:
 
 @torch.no_grad()
 def cache_latents(
-    vae: VAE, images: torch.Tensor, path: Path, *, batch_size: int = 256
+    vae: VAE, images: torch.Tensor, path: Path, *, batch_size: int = 256, key: str = ""
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior mean and std of every image, computed once and stored in `path` (safetensors).
 
     Training draws z = mean + std * eps afresh each step, so caching loses nothing. The cache is
     reused only if it was made by the same encoder weights from the same images; otherwise (another
-    VAE passed to the same run folder, other data) it is recomputed.
+    VAE passed to the same run folder, other data) it is recomputed. `key`: their `fingerprint`,
+    if the caller has it already.
     """
-    key = fingerprint(vae, images)
+    key = key or fingerprint(vae, images)
     if path.exists():
         tensors, meta = load_tensors(path)
         if meta.get("fingerprint") == key:
@@ -58,9 +59,14 @@ def cache_latents(
     return mean, std
 
 
-def init_weights(unet: UNet, cfg: LDMTrainConfig, scale_factor: float) -> None:
+def init_weights(unet: UNet, cfg: LDMTrainConfig, scale_factor: float, latents_key: str) -> None:
     """Load cfg.init_from into `unet`: only weights trained for the same architecture, noise
-    schedule and latent scale (i.e. the same VAE), else a clear error."""
+    schedule and latents (the same encoder weights and images), else a clear error.
+
+    Same latents: the stored fingerprint of the encoder and images must equal `latents_key`
+    exactly, so a stage on another device (whose scale factor may differ in the last digits) is
+    accepted. Files without one (written before it existed) compare scale factors to 1e-6.
+    """
     from ldm_course.pretrained import load_unet
 
     init, meta = load_unet(cfg.init_from)
@@ -76,11 +82,14 @@ def init_weights(unet: UNet, cfg: LDMTrainConfig, scale_factor: float) -> None:
             f"{source} was trained with the {theirs} noise schedule, this run uses "
             f"{(cfg.schedule, cfg.num_train_timesteps)}; set schedule/num_train_timesteps to match"
         )
-    if abs(meta["scale_factor"] - scale_factor) > 1e-6 * scale_factor:
-        raise ValueError(
-            f"{source} was trained on latents scaled by {meta['scale_factor']:.6f}, this run's "
-            f"latents are scaled by {scale_factor:.6f}: pass the same --vae (and data) it used"
-        )
+    if "latents_fingerprint" in meta:
+        same = meta["latents_fingerprint"] == latents_key
+        what = "latents of another encoder or other images"
+    else:
+        same = abs(meta["scale_factor"] - scale_factor) <= 1e-6 * scale_factor
+        what = f"latents scaled by {meta['scale_factor']:.6f}, this run's by {scale_factor:.6f}"
+    if not same:
+        raise ValueError(f"{source} was trained on {what}: pass the same --vae (and data) it used")
     unet.load_state_dict(init.state_dict())
 
 
@@ -108,7 +117,8 @@ def train_ldm(
     run_dir = Path(run_dir)
     data = data if data is not None else twemoji("train", size=cfg.size)
     vae = vae.to(world.device).eval().requires_grad_(False)
-    mean, std = cache_latents(vae, data.images, run_dir / "latents.safetensors")
+    latents_key = fingerprint(vae, data.images)
+    mean, std = cache_latents(vae, data.images, run_dir / "latents.safetensors", key=latents_key)
     # seed 0 whatever cfg.seed: the factor belongs to the VAE and data, not to the run
     z_all = mean + std * torch.randn(mean.shape, generator=torch.Generator().manual_seed(0))
     scale_factor = estimate_scale_factor(z_all)
@@ -119,7 +129,7 @@ def train_ldm(
     torch.manual_seed(cfg.seed)  # the initial weights
     unet = UNet(unet_cfg).to(world.device)
     if cfg.init_from:
-        init_weights(unet, cfg, scale_factor)
+        init_weights(unet, cfg, scale_factor, latents_key)
     model = wrap(unet, world)
     schedule = make_schedule(cfg.schedule, cfg.num_train_timesteps)
     ldm = LatentDiffusion(vae, unet, schedule, scale_factor, image_size=cfg.size)
@@ -183,6 +193,7 @@ def train_ldm(
             "kind": "unet",
             "config": to_dict(unet_cfg),
             "scale_factor": scale_factor,
+            "latents_fingerprint": latents_key,  # encoder weights + training images (init_from)
             "schedule": cfg.schedule,
             "num_train_timesteps": cfg.num_train_timesteps,
             "image_size": cfg.size,

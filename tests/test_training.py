@@ -13,6 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ldm_course.checkpoint import load_tensors, save_tensors
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
 VAE_SET = [
     "--set",
@@ -153,6 +155,24 @@ def test_training_lowers_the_loss(tiny_vae, tmp_path):
     assert sum(loss[-10:]) / 10 < 0.8 * sum(loss[:5]) / 5
 
 
+def test_vae_init_from_decoder_fine_tune_keeps_the_encoder_and_refuses_other_configs(tmp_path):
+    args = ["train-vae", "--device", "cpu", *VAE_SET, "--set", "perceptual_weight=0"]
+    first = tmp_path / "first"
+    cli(*args, "--run-dir", str(first), "--set", "steps=3")
+    ft = ["--set", f"init_from={first}", "--set", "train_encoder=false", "--set", "steps=3"]
+    cli(*args, "--run-dir", str(tmp_path / "ft"), *ft, "--set", "seed=1")
+    a, b = weights(first), weights(tmp_path / "ft")
+    enc = [k for k in a if k.startswith("encoder.")]
+    assert enc and all(torch.equal(a[k], b[k]) for k in enc)  # the latent space is unchanged
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+    # 2 GroupNorm groups instead of 4: the same shapes, so load_state_dict alone would accept it
+    other = cli(
+        *args, "--run-dir", str(tmp_path / "other"), *ft, "--set", "vae.norm_groups=2", check=False
+    )
+    assert other.returncode == 2 and "use the same vae settings" in other.stderr
+    assert not (tmp_path / "other" / "model.safetensors").exists()
+
+
 def test_ldm_init_from_starts_from_those_weights_and_refuses_others(tmp_path, tiny_vae):
     args = ["train-ldm", "--device", "cpu", "--vae", str(tiny_vae), *LDM_SET]
     first = tmp_path / "first"
@@ -191,6 +211,25 @@ def test_ldm_init_from_starts_from_those_weights_and_refuses_others(tmp_path, ti
     )
     assert other_vae.returncode == 2 and "pass the same --vae" in other_vae.stderr
     assert not (tmp_path / "other-vae" / "model.safetensors").exists()
+
+
+def test_ldm_init_from_trusts_the_latents_fingerprint_over_the_scale_factors_last_digits(
+    tmp_path, tiny_vae
+):
+    """A stage on another device may measure the scale factor a few ulps apart: the same encoder
+    weights and images (fingerprint) are accepted; files without a fingerprint fall back to 1e-6."""
+    args = ["train-ldm", "--device", "cpu", "--vae", str(tiny_vae), *LDM_SET, "--set", "steps=2"]
+    first = tmp_path / "first"
+    cli(*args, "--run-dir", str(first))
+    tensors, meta = load_tensors(first / "model.safetensors")
+    assert len(meta["latents_fingerprint"]) == 64  # sha256 hex
+    meta["scale_factor"] *= 1 + 1e-5  # as if measured on a GPU
+    save_tensors(first / "model.safetensors", tensors, meta)
+    cli(*args, "--run-dir", str(tmp_path / "near"), "--set", f"init_from={first}")
+    del meta["latents_fingerprint"]  # a file from before fingerprints: the scale factor decides
+    save_tensors(first / "model.safetensors", tensors, meta)
+    old = cli(*args, "--run-dir", str(tmp_path / "old"), "--set", f"init_from={first}", check=False)
+    assert old.returncode == 2 and "latents scaled by" in old.stderr
 
 
 def test_ddp_two_processes_match_one_process(tmp_path, tiny_vae):
