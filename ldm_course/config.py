@@ -90,6 +90,7 @@ class LDMTrainConfig:
     schedule: Literal["linear", "scaled_linear", "cosine"] = "linear"
     num_train_timesteps: int = 1000
     cond_drop_prob: float = 0.1  # labels replaced by the null class this often (CFG)
+    min_snr_gamma: float = 0.0  # > 0: Min-SNR-gamma loss weights (diffusion_loss); 0 = L_simple
     conditional: bool = True
     # Start from these U-Net weights (a run folder or .safetensors, same architecture and latents)
     # instead of random ones: a second stage with a fresh learning-rate schedule.

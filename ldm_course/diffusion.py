@@ -21,11 +21,29 @@ def diffusion_loss(
     noise: torch.Tensor,
     schedule: NoiseSchedule,
     y: torch.Tensor | None = None,
+    *,
+    min_snr_gamma: float = 0.0,
 ) -> torch.Tensor:
     """L_simple = E || eps - eps_theta(sqrt(alpha_bar_t) z_0 + sqrt(1 - alpha_bar_t) eps, t) ||^2
-    (DDPM eq. 14; LDM eq. 2 on latents). z_0, noise: (B, C, h, w); t: (B,) in {0..T-1}."""
+    (DDPM eq. 14; LDM eq. 2 on latents). z_0, noise: (B, C, h, w); t: (B,) in {0..T-1}.
+
+    min_snr_gamma > 0 weights each sample by min(SNR_t, gamma) / SNR_t (Min-SNR-gamma, Hang et
+    al. 2023, eq. 8 for epsilon prediction): since ||eps - eps_hat||^2 = SNR_t ||z_0 - z_0_hat||^2,
+    this is the z_0 error weighted by min(SNR_t, gamma), which stops the nearly noise-free steps
+    (SNR_t >> gamma) from dominating. 0 keeps L_simple.
+    """
+    if min_snr_gamma < 0:
+        raise ValueError(
+            f"min_snr_gamma must be >= 0 (0 = off, the paper uses 5), got {min_snr_gamma}"
+        )
     z_t = q_sample(z_0, t, noise, schedule)  # (B, C, h, w)
-    return F.mse_loss(eps_model(z_t, t, y), noise)
+    pred = eps_model(z_t, t, y)
+    if not min_snr_gamma:
+        return F.mse_loss(pred, noise)
+    snr = schedule.snr.to(noise.device)[t]  # (B,) float64
+    weight = (snr.clamp(max=min_snr_gamma) / snr).to(torch.float32)  # (B,), in (0, 1]
+    per_sample = F.mse_loss(pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
+    return (weight * per_sample).mean()
 
 
 def guided_eps(

@@ -153,7 +153,9 @@ def train_ldm(
             world.shard(v).to(world.device) if v is not None else None for v in (z_0, t, noise, y)
         ]
         with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-            loss = diffusion_loss(model, *shard[:3], schedule, shard[3])
+            loss = diffusion_loss(
+                model, *shard[:3], schedule, shard[3], min_snr_gamma=cfg.min_snr_gamma
+            )
         return loss, {"loss": loss.item()}
 
     def with_ema(fn):

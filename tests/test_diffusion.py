@@ -34,6 +34,37 @@ def test_diffusion_loss_is_the_epsilon_mse():
     assert zero.item() == pytest.approx(noise.pow(2).mean().item(), rel=1e-6)
 
 
+def test_min_snr_loss_matches_diffusers_training_recipe():
+    """Reference: the diffusers text-to-image script's Min-SNR weights (compute_snr, epsilon
+    prediction: min(SNR, gamma) / SNR) on the same schedule, inputs and predictions."""
+    from diffusers import DDPMScheduler
+    from diffusers.training_utils import compute_snr
+
+    schedule = make_schedule("linear", 1000)
+    gen = torch.Generator().manual_seed(0)
+    z0, noise = torch.randn(64, 4, 8, 8, generator=gen), torch.randn(64, 4, 8, 8, generator=gen)
+    t = torch.randint(0, 1000, (64,), generator=gen)
+    t[:2] = torch.tensor([0, 999])  # both ends: SNR ~ 1e4 (weight ~ 5e-4) and ~ 4e-5 (weight 1)
+
+    def model(z_t, t, y):  # any fixed prediction that is not the noise
+        return 0.5 * z_t
+
+    ref = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
+    snr = compute_snr(ref, t)
+    weight = torch.stack([snr, 5.0 * torch.ones_like(snr)], dim=1).min(dim=1)[0] / snr
+    z_t = ref.add_noise(z0, noise, t)
+    per_sample = (model(z_t, t, None) - noise).pow(2).mean(dim=(1, 2, 3))
+    expected = (per_sample * weight).mean()
+    got = diffusion_loss(model, z0, t, noise, schedule, min_snr_gamma=5.0)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=0)
+    assert got < 0.9 * diffusion_loss(model, z0, t, noise, schedule)  # it does down-weight
+    # gamma above every SNR: all weights 1, L_simple again
+    big = diffusion_loss(model, z0, t, noise, schedule, min_snr_gamma=1e6)
+    torch.testing.assert_close(big, diffusion_loss(model, z0, t, noise, schedule))
+    with pytest.raises(ValueError, match="min_snr_gamma must be >= 0"):
+        diffusion_loss(model, z0, t, noise, schedule, min_snr_gamma=-1.0)
+
+
 def test_classifier_free_guidance_combination():
     unet = UNet(UNET_CFG)
     with torch.no_grad():
