@@ -91,6 +91,9 @@ class LDMTrainConfig:
     num_train_timesteps: int = 1000
     cond_drop_prob: float = 0.1  # labels replaced by the null class this often (CFG)
     min_snr_gamma: float = 0.0  # > 0: Min-SNR-gamma loss weights (diffusion_loss); 0 = L_simple
+    # "image": every training image equally often; "group": every base emoji equally often (its
+    # skin-tone variants share its turn), so People & Body's 5.9 images per emoji do not dominate
+    sample_by: Literal["image", "group"] = "image"
     conditional: bool = True
     # Start from these U-Net weights (a run folder or .safetensors, same architecture and latents)
     # instead of random ones: a second stage with a fresh learning-rate schedule.

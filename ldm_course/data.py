@@ -71,10 +71,24 @@ def is_test_base(base: str) -> bool:
 
 
 class TensorImageDataset(Dataset):
-    """Images (N, 3, S, S) in [-1, 1] with integer labels; items are (image, label)."""
+    """Images (N, 3, S, S) in [-1, 1] with integer labels; items are (image, label).
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, class_names=(), names=()):
-        self.images, self.labels = images, labels
+    groups: optional (N,) ids of near-duplicate groups (for Twemoji: the base emoji, so an emoji
+    and its skin-tone variants share one), for sampling by group (train.group_batch_indices).
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        class_names=(),
+        names=(),
+        groups: torch.Tensor | None = None,
+    ):
+        if groups is not None and groups.shape != labels.shape:
+            raise ValueError(f"groups must be ({len(labels)},), got {tuple(groups.shape)}")
+        self.images, self.labels, self.groups = images, labels, groups
         self.class_names, self.names = tuple(class_names), tuple(names)
 
     def __len__(self) -> int:
@@ -117,7 +131,14 @@ def twemoji(split: Literal["train", "test", "all"] = "train", size: int = 64) ->
     images = resize(images, size)  # (N, 3, size, size)
     labels = torch.from_numpy(arrays["categories"][keep])
     names = [str(n) for n in arrays["names"][keep]]
-    return TensorImageDataset(images, labels, class_names=TWEMOJI_CATEGORIES, names=names)
+    _, groups = np.unique(arrays["base"][keep], return_inverse=True)  # base emoji -> 0..G-1
+    return TensorImageDataset(
+        images,
+        labels,
+        class_names=TWEMOJI_CATEGORIES,
+        names=names,
+        groups=torch.from_numpy(groups.astype(np.int64)),
+    )
 
 
 def load_image(path: Path, size: int, *, resize_to_fit: bool = False) -> torch.Tensor:

@@ -52,6 +52,32 @@ def batch_indices(step: int, *, n: int, batch_size: int, seed: int) -> torch.Ten
     return perm[k * batch_size : (k + 1) * batch_size]  # (batch_size,)
 
 
+def group_batch_indices(
+    step: int, *, groups: torch.Tensor, batch_size: int, seed: int
+) -> torch.Tensor:
+    """Like batch_indices, but an epoch visits every group (e.g. a base emoji with its skin-tone
+    variants) once, through one member drawn uniformly: each group weighs the same, however many
+    near-duplicate members it has. groups: (N,) ids in 0..G-1. A pure function of the step, so a
+    resumed run draws the same batches."""
+    counts = torch.bincount(groups)  # (G,)
+    if (counts == 0).any():
+        raise ValueError("group ids must be 0..G-1 with every id used (np.unique return_inverse)")
+    num_groups = len(counts)
+    if batch_size > num_groups:
+        raise ValueError(
+            f"batch_size={batch_size} is larger than the number of groups ({num_groups})"
+        )
+    per_epoch = num_groups // batch_size
+    epoch, k = divmod(step, per_epoch)
+    gen = torch.Generator().manual_seed(seed * 7919 + epoch)
+    perm = torch.randperm(num_groups, generator=gen)[k * batch_size : (k + 1) * batch_size]  # (B,)
+    u = torch.rand(num_groups, generator=gen)[perm]  # (B,) which member of each group
+    order = torch.argsort(groups, stable=True)  # (N,) members of group 0, then group 1, ...
+    starts = torch.cumsum(counts, 0) - counts  # (G,)
+    member = (u * counts[perm]).long().clamp(max=counts[perm] - 1)  # (B,)
+    return order[starts[perm] + member]  # (B,)
+
+
 class EMA:
     """theta_ema <- decay * theta_ema + (1 - decay) * theta, with warm-up decay min(decay, (1+s)/(10+s))."""
 

@@ -14,7 +14,7 @@ from ldm_course.diffusion import LatentDiffusion, diffusion_loss
 from ldm_course.distributed import World, wrap
 from ldm_course.latents import estimate_scale_factor
 from ldm_course.schedules import make_schedule
-from ldm_course.train import EMA, Loop, batch_indices, fit
+from ldm_course.train import EMA, Loop, batch_indices, fit, group_batch_indices
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
 from ldm_course.viz import image_grid, plot_history, save_figure
@@ -136,8 +136,21 @@ def train_ldm(
     ema = EMA(unet, cfg.ema_decay)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
 
+    if cfg.sample_by not in ("image", "group"):
+        raise ValueError(f"sample_by must be 'image' or 'group', got {cfg.sample_by!r}")
+    if cfg.sample_by == "group" and data.groups is None:
+        raise ValueError(
+            "sample_by='group' needs a dataset with groups (the built-in Twemoji has them); "
+            "use sample_by=image for this data"
+        )
+
     def step_fn(step: int, gen: torch.Generator):
-        idx = batch_indices(step, n=len(mean), batch_size=cfg.batch_size, seed=cfg.seed)  # (B,)
+        if cfg.sample_by == "group":
+            idx = group_batch_indices(
+                step, groups=data.groups, batch_size=cfg.batch_size, seed=cfg.seed
+            )  # (B,)
+        else:
+            idx = batch_indices(step, n=len(mean), batch_size=cfg.batch_size, seed=cfg.seed)
         b = len(idx)
         eps_z = torch.randn((b, *mean.shape[1:]), generator=gen)  # posterior sample noise
         t = torch.randint(0, schedule.num_steps, (b,), generator=gen)  # (B,)

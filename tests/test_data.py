@@ -33,6 +33,22 @@ def test_split_is_about_ten_percent_and_grouped_by_base_emoji():
     assert twemoji("test").names == test.names  # deterministic
 
 
+def test_groups_are_base_emoji():
+    arrays = load_twemoji_arrays()
+    train = twemoji("train")
+    bases = [str(b) for b in arrays["base"] if not is_test_base(b)]
+    assert train.groups.shape == train.labels.shape and train.groups.dtype == torch.int64
+    assert len(set(train.groups.tolist())) == len(set(bases)) == int(train.groups.max()) + 1
+    for g, b in zip(train.groups.tolist(), bases, strict=True):  # same group <=> same base emoji
+        assert bases[train.groups.tolist().index(g)] == b
+    # People & Body: several skin tones per emoji; Objects: one image per emoji
+    people, objects = (train.class_names.index(c) for c in ("People & Body", "Objects"))
+    for c, lo, hi in ((people, 5, 7), (objects, 1, 1)):
+        sel = train.labels == c
+        ratio = sel.sum().item() / len(set(train.groups[sel].tolist()))
+        assert lo <= ratio <= hi, (c, ratio)
+
+
 def test_items_range_sizes_and_categories():
     ds = twemoji("test", size=32)
     x, y = ds[0]
