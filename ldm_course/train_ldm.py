@@ -116,6 +116,13 @@ def train_ldm(
         torch.set_num_threads(cfg.num_threads)
     run_dir = Path(run_dir)
     data = data if data is not None else twemoji("train", size=cfg.size)
+    if cfg.sample_by not in ("image", "group"):
+        raise ValueError(f"sample_by must be 'image' or 'group', got {cfg.sample_by!r}")
+    if cfg.sample_by == "group" and data.groups is None:
+        raise ValueError(
+            "sample_by='group' needs a dataset with groups (the built-in Twemoji has them); "
+            "use sample_by=image for this data"
+        )
     vae = vae.to(world.device).eval().requires_grad_(False)
     latents_key = fingerprint(vae, data.images)
     mean, std = cache_latents(vae, data.images, run_dir / "latents.safetensors", key=latents_key)
@@ -135,14 +142,6 @@ def train_ldm(
     ldm = LatentDiffusion(vae, unet, schedule, scale_factor, image_size=cfg.size)
     ema = EMA(unet, cfg.ema_decay)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
-
-    if cfg.sample_by not in ("image", "group"):
-        raise ValueError(f"sample_by must be 'image' or 'group', got {cfg.sample_by!r}")
-    if cfg.sample_by == "group" and data.groups is None:
-        raise ValueError(
-            "sample_by='group' needs a dataset with groups (the built-in Twemoji has them); "
-            "use sample_by=image for this data"
-        )
 
     def step_fn(step: int, gen: torch.Generator):
         if cfg.sample_by == "group":

@@ -39,3 +39,20 @@ def test_group_batches_refuse_bad_groups():
         group_batch_indices(0, groups=torch.tensor([0, 0, 1]), batch_size=3, seed=0)
     with pytest.raises(ValueError, match="every id used"):
         group_batch_indices(0, groups=torch.tensor([0, 2, 2]), batch_size=1, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("sample_by", "message"),
+    [("group", "needs a dataset with groups"), ("emoji", "must be 'image' or 'group'")],
+)
+def test_train_ldm_refuses_group_sampling_without_groups(tmp_path, sample_by, message):
+    from ldm_course.config import LDMTrainConfig, VAEConfig
+    from ldm_course.data import TensorImageDataset
+    from ldm_course.train_ldm import train_ldm
+    from ldm_course.vae import VAE
+
+    data = TensorImageDataset(torch.zeros(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))
+    vae = VAE(VAEConfig(base_channels=4, norm_groups=4))
+    with pytest.raises(ValueError, match=message):
+        train_ldm(LDMTrainConfig(sample_by=sample_by), tmp_path / "run", vae, data=data)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
