@@ -1,0 +1,61 @@
+"""scripts/compare_unets.py: per-category distances and copies from one sample per test image."""
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from ldm_course.config import UNetConfig, VAEConfig
+from ldm_course.data import TWEMOJI_CATEGORIES, TensorImageDataset
+from ldm_course.diffusion import LatentDiffusion
+from ldm_course.schedules import make_schedule
+from ldm_course.unet import UNet
+from ldm_course.vae import VAE
+
+
+def load_script():
+    path = Path(__file__).parents[1] / "scripts" / "compare_unets.py"
+    spec = importlib.util.spec_from_file_location("compare_unets", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class PooledPixels:  # a cheap stand-in for FeatureExtractor: 4x4-pooled pixels, 48-d
+    def batched(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
+
+
+def test_one_row_splits_people_from_the_rest_and_counts_copies():
+    script = load_script()
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(base_channels=8, channel_mult=(1, 1, 1, 1)))  # f = 8: 16x16 -> 2x2
+    unet = UNet(
+        UNetConfig(base_channels=16, channel_mult=(1,), attention_levels=(0,), num_classes=10)
+    )
+    ldm = LatentDiffusion(vae, unet, make_schedule("linear", 20), 1.0, image_size=16).eval()
+    people = TWEMOJI_CATEGORIES.index("People & Body")
+    labels = torch.tensor([people] * 5 + [0] * 7)
+    gen = torch.Generator().manual_seed(0)
+    test = TensorImageDataset(
+        torch.rand(12, 3, 16, 16, generator=gen) * 2 - 1, labels, class_names=TWEMOJI_CATEGORIES
+    )
+    features = PooledPixels()
+    real = features.batched(test.images)
+    # the training set holds the samples of seed 3 themselves: every sample is a copy
+    copies_of = ldm.generate(
+        12,
+        steps=2,
+        y=labels,
+        guidance_scale=1.0,
+        generator=torch.Generator().manual_seed(3),
+        progress=False,
+    ).cpu()
+    train = TensorImageDataset(torch.cat([copies_of, -copies_of]), torch.zeros(24).long())
+    row = script.one_row(ldm, "tiny", 1.0, 3, 2, test, train, features, real)
+    assert [row[n]["images"] for n in script.SUBSETS] == [12, 5, 7]
+    assert [row[n]["near_copies"] for n in script.SUBSETS] == [12, 5, 7]
+    again = script.one_row(ldm, "tiny", 1.0, 3, 2, test, train, features, real)
+    assert again["all"]["fd"] == row["all"]["fd"]  # the seed fixes the samples
+    other = script.one_row(ldm, "tiny", 1.0, 4, 2, test, train, features, real)
+    assert other["all"]["near_copies"] < 12  # another seed: other samples, not in train
