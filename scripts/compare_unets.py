@@ -1,8 +1,9 @@
 """Compare U-Net runs (same VAE) on the whole test split, split by category: People & Body (219
 of 398 test images, many skin-tone variants per emoji) against the other categories (one image per
 emoji). Each model draws one sample per test image, with that image's category, from the same
-noise (seed), so the rows differ only in the U-Net. Repeat with several seeds: at these sizes a
-Frechet distance moves by about 0.1 from one seed to the next.
+noise (seed), so the rows differ only in the U-Net. Repeat with several seeds: at these sizes the
+seed alone moves a Frechet distance by 0.04-0.25 (standard deviations over four seeds in
+benchmarks/results/compare_unets.json), more than the stages of the shipped U-Net differ.
 
     python scripts/compare_unets.py ldm_course/assets/pretrained/unet.safetensors runs/ldm-3 \\
         --seeds 0 1 2 3 --out benchmarks/results/compare_unets.json
@@ -63,6 +64,20 @@ def format_row(row: dict) -> str:
     )
 
 
+def summarise(rows: list[dict], unet: str, w: float) -> dict:
+    """Mean and standard deviation over the seeds of one model's rows at guidance w."""
+    mine = [r for r in rows if r["unet"] == unet and r["guidance"] == w]
+
+    def stats(name: str, key: str) -> dict:
+        v = torch.tensor([float(r[name][key]) for r in mine])
+        return {"mean": v.mean().item(), "std": v.std().item() if len(v) > 1 else 0.0}
+
+    entry = {"unet": unet, "guidance": w, "seeds": [r["seed"] for r in mine]}
+    for name in SUBSETS:
+        entry[name] = {key: stats(name, key) for key in ("fd", "near_copies")}
+    return entry
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("unets", nargs="+", help="U-Net run folders or .safetensors files")
@@ -85,29 +100,17 @@ def main() -> None:
                     one_row(ldm, str(path), w, seed, args.steps, test, train, features, real)
                 )
                 print(format_row(rows[-1]), flush=True)
-    summary = []
-    for path in args.unets:
-        for w in args.guidance:
-            mine = [r for r in rows if r["unet"] == str(path) and r["guidance"] == w]
-            entry = {"unet": str(path), "guidance": w, "seeds": [r["seed"] for r in mine]}
-            for name in SUBSETS:
-                for key in ("fd", "near_copies"):
-                    v = torch.tensor([float(r[name][key]) for r in mine])
-                    entry[name] = entry.get(name, {})
-                    entry[name][key] = {
-                        "mean": v.mean().item(),
-                        "std": v.std().item() if len(v) > 1 else 0.0,
-                    }
-            summary.append(entry)
-            print(
-                f"{path}  guidance {w:g}, {len(mine)} seeds: "
-                + "; ".join(
-                    f"{n} FD {entry[n]['fd']['mean']:.3f} +- {entry[n]['fd']['std']:.3f}, "
-                    f"copies {entry[n]['near_copies']['mean']:.1f}"
-                    for n in SUBSETS
-                ),
-                flush=True,
-            )
+    summary = [summarise(rows, str(path), w) for path in args.unets for w in args.guidance]
+    for entry in summary:
+        print(
+            f"{entry['unet']}  guidance {entry['guidance']:g}, {len(entry['seeds'])} seeds: "
+            + "; ".join(
+                f"{n} FD {entry[n]['fd']['mean']:.3f} +- {entry[n]['fd']['std']:.3f}, "
+                f"copies {entry[n]['near_copies']['mean']:.1f}"
+                for n in SUBSETS
+            ),
+            flush=True,
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
         json.dumps({"test_images": len(test), "summary": summary, "rows": rows}, indent=2) + "\n"
