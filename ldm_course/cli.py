@@ -19,13 +19,19 @@ def _device(name: str) -> torch.device:
     return get_device() if name == "auto" else torch.device(name)
 
 
-def _data(args, size: int):
+def _data(args, cfg):
     """The built-in Twemoji train split, or the user's own folder of images (--data DIR)."""
     from ldm_course.data import image_folder, twemoji
 
+    labels = getattr(cfg, "labels", "category")  # only the LDM config chooses labels
     if args.data in (None, "twemoji"):
-        return twemoji("train", size=size)
-    return image_folder(args.data, size=size, resize_to_fit=args.resize)
+        return twemoji("train", size=cfg.size, labels=labels)
+    if labels != "category":
+        raise ValueError(
+            f"labels={labels!r} exists only for the built-in Twemoji; a folder's labels are its "
+            "subfolders: drop --set labels=... (or use --data twemoji)"
+        )
+    return image_folder(args.data, size=cfg.size, resize_to_fit=args.resize)
 
 
 def _train(args, preset, train_fn, *extra) -> None:
@@ -38,7 +44,7 @@ def _train(args, preset, train_fn, *extra) -> None:
         cfg,
         args.run_dir,
         *extra,
-        data=_data(args, cfg.size),
+        data=_data(args, cfg),
         device=world.device,
         resume=args.resume,
         world=world,

@@ -94,6 +94,8 @@ class LDMTrainConfig:
     # "image": every training image equally often; "group": every base emoji equally often (its
     # skin-tone variants share its turn), so People & Body's 5.9 images per emoji do not dominate
     sample_by: Literal["image", "group"] = "image"
+    # built-in Twemoji only: condition on its 10 categories or its 99 finer subcategories
+    labels: Literal["category", "subcategory"] = "category"
     conditional: bool = True
     # Start from these U-Net weights (a run folder or .safetensors, same architecture and latents)
     # instead of random ones: a second stage with a fresh learning-rate schedule.

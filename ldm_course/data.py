@@ -29,7 +29,7 @@ TWEMOJI_CATEGORIES = (
     "Symbols",
     "Flags",
 )
-TWEMOJI_SHA256 = "370acf084997a3a02ac73bc5891e87247473b3a9ab1483029f048195a88e9490"
+TWEMOJI_SHA256 = "966f6cc2a1c6e4a06a689b5af429bf189198447ff509d1be06ac878cedca59a9"
 TWEMOJI_TEST_BUCKETS = 10  # a base emoji goes to the test split when hash(base) % 10 == 0
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -103,7 +103,8 @@ class TensorImageDataset(Dataset):
 
 
 def load_twemoji_arrays(path: Path | None = None) -> dict[str, np.ndarray]:
-    """The raw arrays of the shipped file: images (N, 64, 64, 3) uint8, names, categories, base."""
+    """The raw arrays of the shipped file: images (N, 64, 64, 3) uint8, names, categories, base
+    (the base emoji of skin-tone variants), subcategories."""
     path = path or Path(str(importlib.resources.files("ldm_course"))) / "assets" / "twemoji64.npz"
     if not path.exists():
         raise FileNotFoundError(
@@ -114,28 +115,56 @@ def load_twemoji_arrays(path: Path | None = None) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def twemoji(split: Literal["train", "test", "all"] = "train", size: int = 64) -> TensorImageDataset:
-    """The built-in Twemoji dataset: items (image (3, size, size) in [-1, 1], category id).
+def subcategory_names(arrays: Mapping[str, np.ndarray]) -> tuple[str, ...]:
+    """The 99 subcategories (e.g. "food-fruit"), ordered by category, then first appearance.
+
+    Computed over the whole file, so train and test splits share one numbering.
+    """
+    if "subcategories" not in arrays:
+        raise ValueError(
+            "this dataset file has no subcategories; rebuild it with scripts/build_twemoji.py"
+        )
+    first = {}
+    for i, (cat, sub) in enumerate(zip(arrays["categories"], arrays["subcategories"], strict=True)):
+        first.setdefault(str(sub), (int(cat), i))
+    return tuple(sorted(first, key=first.__getitem__))
+
+
+def twemoji(
+    split: Literal["train", "test", "all"] = "train",
+    size: int = 64,
+    labels: Literal["category", "subcategory"] = "category",
+) -> TensorImageDataset:
+    """The built-in Twemoji dataset: items (image (3, size, size) in [-1, 1], label id).
 
     About 10% of base emoji (with all their skin-tone variants) form the test split.
-    `dataset.class_names` holds the category names, `dataset.names` the emoji names.
+    labels: "category" (10 labels, e.g. "Food & Drink") or "subcategory" (99 finer ones of
+    emoji.json, e.g. "food-fruit"; each belongs to one category). `dataset.class_names` holds the
+    label names, `dataset.names` the emoji names.
     """
     if split not in ("train", "test", "all"):
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
     if not isinstance(size, int) or size < 8 or size > 64 or 64 % size != 0:
         raise ValueError(f"size must divide 64 (8, 16, 32 or 64), got {size!r}")
+    if labels not in ("category", "subcategory"):
+        raise ValueError(f"labels must be 'category' or 'subcategory', got {labels!r}")
     arrays = load_twemoji_arrays()
     test = np.array([is_test_base(b) for b in arrays["base"]])
     keep = {"train": ~test, "test": test, "all": np.ones_like(test)}[split]
     images = to_unit_range(torch.from_numpy(arrays["images"][keep]))  # (N, 3, 64, 64)
     images = resize(images, size)  # (N, 3, size, size)
-    labels = torch.from_numpy(arrays["categories"][keep])
+    if labels == "category":
+        class_names, ids = TWEMOJI_CATEGORIES, arrays["categories"]
+    else:
+        class_names = subcategory_names(arrays)
+        ids = np.array([class_names.index(str(s)) for s in arrays["subcategories"]])
+    label_ids = torch.from_numpy(ids[keep].astype(np.int64))
     names = [str(n) for n in arrays["names"][keep]]
     _, groups = np.unique(arrays["base"][keep], return_inverse=True)  # base emoji -> 0..G-1
     return TensorImageDataset(
         images,
-        labels,
-        class_names=TWEMOJI_CATEGORIES,
+        label_ids,
+        class_names=class_names,
         names=names,
         groups=torch.from_numpy(groups.astype(np.int64)),
     )

@@ -115,7 +115,7 @@ def train_ldm(
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     run_dir = Path(run_dir)
-    data = data if data is not None else twemoji("train", size=cfg.size)
+    data = data if data is not None else twemoji("train", size=cfg.size, labels=cfg.labels)
     if cfg.sample_by not in ("image", "group"):
         raise ValueError(f"sample_by must be 'image' or 'group', got {cfg.sample_by!r}")
     if cfg.sample_by == "group" and data.groups is None:

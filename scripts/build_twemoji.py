@@ -31,16 +31,18 @@ def composite_on_white(png: bytes) -> np.ndarray:
     return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
 
 
-def entries(emoji: list[dict]) -> list[tuple[str, str, str, str]]:
-    """(image file, name, category, base unified code) for every emoji with a Twitter image."""
+def entries(emoji: list[dict]) -> list[tuple[str, str, str, str, str]]:
+    """(image file, name, category, base unified code, subcategory) per emoji with a Twitter image."""
     rows = []
     for e in sorted(emoji, key=lambda e: e["sort_order"]):
         name = e["name"] or e["short_name"].replace("_", " ")
         if e["has_img_twitter"]:
-            rows.append((e["image"], name, e["category"], e["unified"]))
+            rows.append((e["image"], name, e["category"], e["unified"], e["subcategory"]))
         for tone, v in sorted(e.get("skin_variations", {}).items()):
             if v["has_img_twitter"]:
-                rows.append((v["image"], f"{name} ({tone})", e["category"], e["unified"]))
+                rows.append(
+                    (v["image"], f"{name} ({tone})", e["category"], e["unified"], e["subcategory"])
+                )
     return rows
 
 
@@ -61,6 +63,7 @@ def main() -> None:
         "names": np.array([r[1] for r in rows]),
         "categories": np.array([TWEMOJI_CATEGORIES.index(r[2]) for r in rows], dtype=np.int64),
         "base": np.array([r[3] for r in rows]),
+        "subcategories": np.array([r[4] for r in rows]),  # e.g. "food-fruit", 99 of them
     }
     digest = twemoji_content_hash(arrays)
     args.out.parent.mkdir(parents=True, exist_ok=True)

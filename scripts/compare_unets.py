@@ -1,7 +1,8 @@
 """Compare U-Net runs (same VAE) on the whole test split, split by category: People & Body (219
 of 398 test images, many skin-tone variants per emoji) against the other categories (one image per
-emoji). Each model draws one sample per test image, with that image's category, from the same
-noise (seed), so the rows differ only in the U-Net. Repeat with several seeds: at these sizes the
+emoji). Each model draws one sample per test image, with that image's label (its category, or its
+subcategory for a model trained with labels=subcategory), from the same noise (seed), so the rows
+differ only in the U-Net (and, for a subcategory model, the finer label it is given). Repeat with several seeds: at these sizes the
 seed alone moves a Frechet distance by 0.04-0.25 (standard deviations over four seeds in
 benchmarks/results/compare_unets.json), more than the stages of the shipped U-Net differ.
 
@@ -30,15 +31,19 @@ from ldm_course.pretrained import load_ldm
 SUBSETS = ("all", "People & Body", "other categories")
 
 
-def one_row(ldm, path, w, seed, steps, test, train, features, real) -> dict:
-    """Sample once per test image at guidance w from seed; distances and copies per subset."""
+def one_row(ldm, path, w, seed, steps, test, train, features, real, y=None) -> dict:
+    """Sample once per test image at guidance w from seed; distances and copies per subset.
+
+    test holds category labels (for the subsets); y (N,) the labels the model is conditioned on,
+    by default the same categories (model_labels gives a subcategory model its own).
+    """
     people = test.labels == test.class_names.index("People & Body")  # (N,)
     masks = dict(zip(SUBSETS, (torch.ones_like(people), people, ~people), strict=True))
     start = time.perf_counter()
     images = ldm.generate(
         len(test),
         steps=steps,
-        y=test.labels,
+        y=test.labels if y is None else y,
         guidance_scale=w,
         generator=torch.Generator().manual_seed(seed),
         progress=False,
@@ -55,6 +60,17 @@ def one_row(ldm, path, w, seed, steps, test, train, features, real) -> dict:
             "near_copies": int(copies[m].sum()),
         }
     return row
+
+
+def model_labels(ldm, tests) -> torch.Tensor:
+    """The test split's labels in the model's own label space (categories or subcategories)."""
+    for test in tests:
+        if tuple(ldm.class_names) == tuple(test.class_names):
+            return test.labels
+    raise ValueError(
+        f"the model's {len(ldm.class_names)} class names match neither the Twemoji categories "
+        "nor its subcategories: compare_unets needs a model trained on the built-in Twemoji"
+    )
 
 
 def format_row(row: dict) -> str:
@@ -89,15 +105,17 @@ def main() -> None:
     args = p.parse_args()
 
     test, train = twemoji("test"), twemoji("train")
+    tests = (test, twemoji("test", labels="subcategory"))
     features = FeatureExtractor()
     real = features.batched(test.images)  # (N, 1152)
     rows = []
     for path in args.unets:
         ldm = load_ldm(path, args.vae)
+        y = model_labels(ldm, tests)
         for w in args.guidance:
             for seed in args.seeds:
                 rows.append(
-                    one_row(ldm, str(path), w, seed, args.steps, test, train, features, real)
+                    one_row(ldm, str(path), w, seed, args.steps, test, train, features, real, y)
                 )
                 print(format_row(rows[-1]), flush=True)
     summary = [summarise(rows, str(path), w) for path in args.unets for w in args.guidance]

@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from ldm_course.cli import main
 
@@ -117,3 +118,13 @@ def test_gpu_preset_on_cpu_explains_amp(capsys, tmp_path):
     assert code == 2
     assert "amp=True needs a CUDA device" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # refused before writing anything
+
+
+def test_subcategory_labels_on_a_folder_are_refused(capsys, tmp_path):
+    (tmp_path / "imgs").mkdir()
+    for i in range(2):
+        Image.new("RGB", (64, 64), (40 * i, 0, 0)).save(tmp_path / "imgs" / f"{i}.png")
+    args = ["train-ldm", "--data", str(tmp_path / "imgs"), "--run-dir", str(tmp_path / "r")]
+    assert main([*args, "--set", "labels=subcategory"]) == 2
+    assert "labels='subcategory' exists only for the built-in Twemoji" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

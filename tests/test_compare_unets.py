@@ -3,6 +3,7 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 from ldm_course.config import UNetConfig, VAEConfig
@@ -59,3 +60,19 @@ def test_one_row_splits_people_from_the_rest_and_counts_copies():
     assert again["all"]["fd"] == row["all"]["fd"]  # the seed fixes the samples
     other = script.one_row(ldm, "tiny", 1.0, 4, 2, test, train, features, real)
     assert other["all"]["near_copies"] < 12  # another seed: other samples, not in train
+
+
+def test_model_labels_follow_the_models_label_space():
+    script = load_script()
+    by_cat = TensorImageDataset(torch.zeros(3, 3, 8, 8), torch.tensor([0, 1, 2]), class_names="abc")
+    by_sub = TensorImageDataset(
+        torch.zeros(3, 3, 8, 8), torch.tensor([5, 0, 9]), class_names="0123456789"
+    )
+
+    class Model:
+        class_names = tuple("0123456789")
+
+    assert torch.equal(script.model_labels(Model(), (by_cat, by_sub)), torch.tensor([5, 0, 9]))
+    Model.class_names = ("x",)
+    with pytest.raises(ValueError, match="match neither"):
+        script.model_labels(Model(), (by_cat, by_sub))

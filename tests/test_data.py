@@ -8,6 +8,7 @@ from ldm_course.data import (
     image_folder,
     is_test_base,
     load_twemoji_arrays,
+    subcategory_names,
     twemoji,
     twemoji_content_hash,
 )
@@ -137,3 +138,39 @@ def test_torchvision_adapters_reach_the_download(tmp_path, monkeypatch):
 def test_array_dtypes():
     arrays = load_twemoji_arrays()
     assert arrays["images"].dtype == np.uint8 and arrays["images"].shape[1:] == (64, 64, 3)
+
+
+def test_subcategory_labels_refine_the_categories():
+    by_cat, by_sub = twemoji("all"), twemoji("all", labels="subcategory")
+    assert by_sub.num_classes == 99 and len(set(by_sub.class_names)) == 99
+    assert torch.equal(by_sub.images, by_cat.images) and by_sub.names == by_cat.names
+    # a hierarchy: every subcategory lies in exactly one category
+    for s in range(99):
+        assert len(set(by_cat.labels[by_sub.labels == s].tolist())) == 1, by_sub.class_names[s]
+    # numbered by category first: subcategory ids grow with category ids
+    first_cat = [int(by_cat.labels[by_sub.labels == s][0]) for s in range(99)]
+    assert first_cat == sorted(first_cat)
+    for name, sub in [
+        ("GRINNING FACE", "face-smiling"),
+        ("RED APPLE", "food-fruit"),
+        ("HAMMER", "tool"),
+        ("Japan Flag", "country-flag"),
+        ("ALARM CLOCK", "time"),
+    ]:
+        assert by_sub.class_names[by_sub.labels[by_sub.names.index(name)]] == sub
+    # one numbering for both splits, and the split itself is unchanged
+    train, test = twemoji("train", labels="subcategory"), twemoji("test", labels="subcategory")
+    assert train.class_names == test.class_names == by_sub.class_names
+    assert test.names == twemoji("test").names
+    assert train.groups is not None and torch.equal(train.groups, twemoji("train").groups)
+
+
+def test_unknown_labels_are_refused():
+    with pytest.raises(ValueError, match="labels must be 'category' or 'subcategory'"):
+        twemoji("train", labels="emoji")
+
+
+def test_a_file_without_subcategories_says_how_to_rebuild_it():
+    arrays = {k: v for k, v in load_twemoji_arrays().items() if k != "subcategories"}
+    with pytest.raises(ValueError, match="rebuild it with scripts/build_twemoji.py"):
+        subcategory_names(arrays)

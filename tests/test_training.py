@@ -14,6 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from ldm_course.checkpoint import load_tensors, save_tensors
+from ldm_course.data import twemoji
+from ldm_course.pretrained import load_ldm
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
 VAE_SET = [
@@ -133,8 +135,13 @@ def test_ldm_resume_restores_ema_and_optimizer(tmp_path, tiny_vae):
         "checkpoint_every=3",
         "--set",
         "sample_by=group",  # batches by base emoji are a function of the step too
+        "--set",
+        "labels=subcategory",
     ]
-    straight_and_resumed(args, tmp_path)  # EMA weights are what model.safetensors holds
+    straight, _ = straight_and_resumed(args, tmp_path)  # EMA weights: model.safetensors
+    ldm = load_ldm(straight, tiny_vae)
+    assert ldm.unet.cfg.num_classes == 99  # conditioned on the 99 subcategories
+    assert ldm.class_names == twemoji("train", labels="subcategory").class_names
 
 
 def test_training_lowers_the_loss(tiny_vae, tmp_path):
