@@ -27,15 +27,17 @@ from ldm_course.data import twemoji
 from ldm_course.evaluate import NEAR_DUPLICATE_RMSE
 from ldm_course.metrics import FeatureExtractor, frechet_distance, nearest_neighbours
 from ldm_course.pretrained import load_ldm
+from ldm_course.viz import save_grid
 
 SUBSETS = ("all", "People & Body", "other categories")
 
 
-def one_row(ldm, path, w, seed, steps, test, train, features, real, y=None) -> dict:
+def one_row(ldm, path, w, seed, steps, test, train, features, real, y=None, grid=None) -> dict:
     """Sample once per test image at guidance w from seed; distances and copies per subset.
 
     test holds category labels (for the subsets); y (N,) the labels the model is conditioned on,
     by default the same categories (model_labels gives a subcategory model its own).
+    grid: a PNG path for the samples of the first 64 test images outside People & Body.
     """
     people = test.labels == test.class_names.index("People & Body")  # (N,)
     masks = dict(zip(SUBSETS, (torch.ones_like(people), people, ~people), strict=True))
@@ -50,6 +52,8 @@ def one_row(ldm, path, w, seed, steps, test, train, features, real, y=None) -> d
     )
     row = {"unet": path, "guidance": w, "seed": seed, "steps": steps}
     row["seconds"] = time.perf_counter() - start
+    if grid is not None:
+        save_grid(images[~people][:64].cpu(), grid)
     fake = features.batched(images)
     _, rmse = nearest_neighbours(images, train.images)  # (N,)
     copies = rmse < NEAR_DUPLICATE_RMSE
@@ -102,6 +106,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--out", default="benchmarks/results/compare_unets.json")
+    p.add_argument(
+        "--grids",
+        type=Path,
+        default=None,
+        help="folder for one PNG per model (first seed and guidance): samples of the first 64 "
+        "test images outside People & Body, plus those test images themselves",
+    )
     args = p.parse_args()
 
     test, train = twemoji("test"), twemoji("train")
@@ -109,14 +120,31 @@ def main() -> None:
     features = FeatureExtractor()
     real = features.batched(test.images)  # (N, 1152)
     rows = []
-    for path in args.unets:
+    if args.grids is not None:
+        args.grids.mkdir(parents=True, exist_ok=True)
+        people = test.labels == test.class_names.index("People & Body")
+        save_grid(test.images[~people][:64], args.grids / "test-images.png")
+    for i, path in enumerate(args.unets):
         ldm = load_ldm(path, args.vae)
         y = model_labels(ldm, tests)
         for w in args.guidance:
             for seed in args.seeds:
-                rows.append(
-                    one_row(ldm, str(path), w, seed, args.steps, test, train, features, real, y)
+                first = w == args.guidance[0] and seed == args.seeds[0]
+                grid = args.grids / f"{i}-{Path(path).parent.name}.png" if args.grids else None
+                row = one_row(
+                    ldm,
+                    str(path),
+                    w,
+                    seed,
+                    args.steps,
+                    test,
+                    train,
+                    features,
+                    real,
+                    y,
+                    grid if first else None,
                 )
+                rows.append(row)
                 print(format_row(rows[-1]), flush=True)
     summary = [summarise(rows, str(path), w) for path in args.unets for w in args.guidance]
     for entry in summary:

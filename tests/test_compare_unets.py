@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from ldm_course.config import UNetConfig, VAEConfig
 from ldm_course.data import TWEMOJI_CATEGORIES, TensorImageDataset
@@ -27,7 +28,7 @@ class PooledPixels:  # a cheap stand-in for FeatureExtractor: 4x4-pooled pixels,
         return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
 
 
-def test_one_row_splits_people_from_the_rest_and_counts_copies():
+def test_one_row_splits_people_from_the_rest_and_counts_copies(tmp_path):
     script = load_script()
     torch.manual_seed(0)
     vae = VAE(VAEConfig(base_channels=8, channel_mult=(1, 1, 1, 1)))  # f = 8: 16x16 -> 2x2
@@ -53,7 +54,11 @@ def test_one_row_splits_people_from_the_rest_and_counts_copies():
         progress=False,
     ).cpu()
     train = TensorImageDataset(torch.cat([copies_of, -copies_of]), torch.zeros(24).long())
-    row = script.one_row(ldm, "tiny", 1.0, 3, 2, test, train, features, real)
+    row = script.one_row(
+        ldm, "tiny", 1.0, 3, 2, test, train, features, real, grid=tmp_path / "g.png"
+    )
+    with Image.open(tmp_path / "g.png") as grid:  # the 7 samples outside People & Body, 8 a row
+        assert grid.size == (2 + 7 * 18, 2 + 18)
     assert [row[n]["images"] for n in script.SUBSETS] == [12, 5, 7]
     assert [row[n]["near_copies"] for n in script.SUBSETS] == [12, 5, 7]
     again = script.one_row(ldm, "tiny", 1.0, 3, 2, test, train, features, real)
