@@ -130,6 +130,20 @@ def subcategory_names(arrays: Mapping[str, np.ndarray]) -> tuple[str, ...]:
     return tuple(sorted(first, key=first.__getitem__))
 
 
+def twemoji_labels_of(class_names) -> Literal["category", "subcategory"]:
+    """Which Twemoji labels a model was trained on, read from its class names (none: an
+    unconditional model, which ignores labels; category then)."""
+    names = tuple(class_names)
+    if names in ((), TWEMOJI_CATEGORIES):
+        return "category"
+    if names == subcategory_names(load_twemoji_arrays()):
+        return "subcategory"
+    raise ValueError(
+        f"these {len(names)} class names ({', '.join(names[:3])}, ...) are neither the Twemoji "
+        "categories nor its subcategories: this model was not trained on the built-in Twemoji"
+    )
+
+
 def twemoji(
     split: Literal["train", "test", "all"] = "train",
     size: int = 64,

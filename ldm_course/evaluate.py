@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ldm_course.data import twemoji
+from ldm_course.data import twemoji, twemoji_labels_of
 from ldm_course.latents import encode_images, latent_stats
 from ldm_course.metrics import FeatureExtractor, frechet_distance, nearest_neighbours, psnr, ssim
 from ldm_course.perceptual import LPIPS
@@ -61,10 +61,12 @@ def evaluate(
     steps: int = 50,
 ) -> str:
     """Compute everything in the module docstring; write JSON to `out`; return a printable table."""
-    test, train = twemoji("test"), twemoji("train")
+    ldm = load_ldm(unet_path, vae_path, device=device)
+    # samples are conditioned on the test images' labels in the model's own label space
+    test = twemoji("test", labels=twemoji_labels_of(ldm.class_names))
+    train = twemoji("train")
     lpips = LPIPS("alex", "stlpips").to(device)
     features = FeatureExtractor(lpips)
-    ldm = load_ldm(unet_path, vae_path, device=device)
     report: dict = {
         "test_images": len(test),
         "num_samples": num_samples,
@@ -99,7 +101,7 @@ def evaluate(
     gen = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(test), generator=gen)[:num_samples]
     real = test.images[pick]
-    y = test.labels[pick].to(device)  # the test split's category mix
+    y = test.labels[pick].to(device)  # the test split's label mix
     real_feats = features.batched(real.to(device))
     fd = {}
     recon = torch.cat(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ldm_course.data import twemoji
+from ldm_course.data import twemoji, twemoji_labels_of
 from ldm_course.evaluate import NEAR_DUPLICATE_RMSE
 from ldm_course.metrics import FeatureExtractor, frechet_distance, nearest_neighbours
 from ldm_course.pretrained import load_ldm
@@ -66,15 +66,9 @@ def one_row(ldm, path, w, seed, steps, test, train, features, real, y=None, grid
     return row
 
 
-def model_labels(ldm, tests) -> torch.Tensor:
+def model_labels(ldm, tests: dict) -> torch.Tensor:
     """The test split's labels in the model's own label space (categories or subcategories)."""
-    for test in tests:
-        if tuple(ldm.class_names) == tuple(test.class_names):
-            return test.labels
-    raise ValueError(
-        f"the model's {len(ldm.class_names)} class names match neither the Twemoji categories "
-        "nor its subcategories: compare_unets needs a model trained on the built-in Twemoji"
-    )
+    return tests[twemoji_labels_of(ldm.class_names)].labels
 
 
 def format_row(row: dict) -> str:
@@ -116,7 +110,7 @@ def main() -> None:
     args = p.parse_args()
 
     test, train = twemoji("test"), twemoji("train")
-    tests = (test, twemoji("test", labels="subcategory"))
+    tests = {"category": test, "subcategory": twemoji("test", labels="subcategory")}
     features = FeatureExtractor()
     real = features.batched(test.images)  # (N, 1152)
     rows = []

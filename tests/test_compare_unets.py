@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from ldm_course.config import UNetConfig, VAEConfig
-from ldm_course.data import TWEMOJI_CATEGORIES, TensorImageDataset
+from ldm_course.data import TWEMOJI_CATEGORIES, TensorImageDataset, twemoji
 from ldm_course.diffusion import LatentDiffusion
 from ldm_course.schedules import make_schedule
 from ldm_course.unet import UNet
@@ -69,15 +69,16 @@ def test_one_row_splits_people_from_the_rest_and_counts_copies(tmp_path):
 
 def test_model_labels_follow_the_models_label_space():
     script = load_script()
-    by_cat = TensorImageDataset(torch.zeros(3, 3, 8, 8), torch.tensor([0, 1, 2]), class_names="abc")
-    by_sub = TensorImageDataset(
-        torch.zeros(3, 3, 8, 8), torch.tensor([5, 0, 9]), class_names="0123456789"
-    )
+    by_cat = TensorImageDataset(torch.zeros(3, 3, 8, 8), torch.tensor([0, 1, 2]))
+    by_sub = TensorImageDataset(torch.zeros(3, 3, 8, 8), torch.tensor([5, 0, 9]))
+    tests = {"category": by_cat, "subcategory": by_sub}
 
     class Model:
-        class_names = tuple("0123456789")
+        class_names = twemoji("test", labels="subcategory").class_names
 
-    assert torch.equal(script.model_labels(Model(), (by_cat, by_sub)), torch.tensor([5, 0, 9]))
+    assert torch.equal(script.model_labels(Model(), tests), torch.tensor([5, 0, 9]))
+    Model.class_names = TWEMOJI_CATEGORIES
+    assert torch.equal(script.model_labels(Model(), tests), torch.tensor([0, 1, 2]))
     Model.class_names = ("x",)
-    with pytest.raises(ValueError, match="match neither"):
-        script.model_labels(Model(), (by_cat, by_sub))
+    with pytest.raises(ValueError, match="neither the Twemoji categories nor its subcategories"):
+        script.model_labels(Model(), tests)

@@ -11,6 +11,7 @@ from ldm_course.data import (
     subcategory_names,
     twemoji,
     twemoji_content_hash,
+    twemoji_labels_of,
 )
 
 
@@ -174,3 +175,12 @@ def test_a_file_without_subcategories_says_how_to_rebuild_it():
     arrays = {k: v for k, v in load_twemoji_arrays().items() if k != "subcategories"}
     with pytest.raises(ValueError, match="rebuild it with scripts/build_twemoji.py"):
         subcategory_names(arrays)
+
+
+def test_label_space_of_a_model_from_its_class_names():
+    assert twemoji_labels_of(twemoji("test").class_names) == "category"
+    assert twemoji_labels_of(()) == "category"  # unconditional: labels are ignored
+    sub = twemoji("test", labels="subcategory").class_names
+    assert twemoji_labels_of(sub) == "subcategory"
+    with pytest.raises(ValueError, match="not trained on the built-in Twemoji"):
+        twemoji_labels_of(sub[:10])
