@@ -179,8 +179,14 @@ def train_ldm(
             unet.load_state_dict(backup)
 
     def artifacts(step: int, history: dict) -> None:
-        n = 2 * (num_classes or 8)
-        y = torch.arange(n, device=world.device) % num_classes if num_classes else None
+        # two samples for each class, or for 16 classes spread over many (99 subcategories)
+        shown = (
+            torch.linspace(0, num_classes - 1, min(num_classes, 16)).round().long()
+            if num_classes
+            else None
+        )
+        n = 2 * (len(shown) if num_classes else 8)
+        y = shown.repeat(2).to(world.device) if num_classes else None
 
         def sample():
             unet.eval()
