@@ -73,11 +73,22 @@ def cmd_train_ldm(args) -> None:
     _train(args, ldm_preset, partial(train_ldm, vae_source=args.vae), vae)
 
 
+def _ldm_path(value: str):
+    """--ldm: 'pretrained' (categories), 'pretrained-subcategory', or a run folder / file."""
+    from ldm_course.pretrained import shipped_unet_file
+
+    if value == "pretrained":
+        return None
+    if value == "pretrained-subcategory":
+        return shipped_unet_file("subcategory")
+    return value
+
+
 def _load_ldm(args):
     from ldm_course.pretrained import load_ldm
 
     return load_ldm(
-        None if args.ldm == "pretrained" else args.ldm,
+        _ldm_path(args.ldm),
         None if args.vae == "pretrained" else args.vae,
         device=_device(args.device),
     )
@@ -93,7 +104,7 @@ def cmd_sample(args) -> None:
         names = list(ldm.class_names)
         y = names.index(args.label) if args.label in names else _class_id(args.label, names)
     elif ldm.unet.cfg.num_classes and not args.unconditional:
-        y = torch.arange(args.n) % ldm.unet.cfg.num_classes  # every category in turn
+        y = classes_in_turn(args.n, ldm.unet.cfg.num_classes)
     images = ldm.generate(
         args.n,
         steps=args.steps,
@@ -106,6 +117,14 @@ def cmd_sample(args) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_grid(images, args.out, nrow=args.nrow)
     print(f"wrote {args.n} samples to {args.out} in {time.perf_counter() - start:.1f} s")
+
+
+def classes_in_turn(n: int, num_classes: int) -> torch.Tensor:
+    """(n,) labels: every class in turn, or, with more classes than samples (99 subcategories
+    in 64 samples), n classes spread evenly from the first to the last."""
+    if num_classes <= n:
+        return torch.arange(n) % num_classes
+    return torch.linspace(0, num_classes - 1, n).round().long()
 
 
 def _class_id(label: str, names: list[str]) -> int:
@@ -145,7 +164,7 @@ def cmd_evaluate(args) -> None:
 
     report = evaluate(
         vae_path=None if args.vae == "pretrained" else args.vae,
-        unet_path=None if args.ldm == "pretrained" else args.ldm,
+        unet_path=_ldm_path(args.ldm),
         compare_vae=args.compare_vae,
         out=args.out,
         num_samples=args.num_samples,
@@ -199,7 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = common(sub.add_parser("sample", help="generate a grid of images"))
     sp.add_argument(
-        "--ldm", default="pretrained", help="'pretrained' or an LDM run folder / .safetensors"
+        "--ldm",
+        default="pretrained",
+        help="'pretrained' (10 categories), 'pretrained-subcategory' (99 subcategories) "
+        "or an LDM run folder / .safetensors",
     )
     sp.add_argument("--n", type=int, default=64)
     sp.add_argument("--seed", type=int, default=0)
@@ -227,7 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = common(
         sub.add_parser("evaluate", help="metrics of the model card on the held-out test split")
     )
-    sp.add_argument("--ldm", default="pretrained")
+    sp.add_argument(
+        "--ldm",
+        default="pretrained",
+        help="'pretrained', 'pretrained-subcategory' or an LDM run folder / .safetensors",
+    )
     sp.add_argument(
         "--compare-vae",
         action="append",

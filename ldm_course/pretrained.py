@@ -50,23 +50,48 @@ def load_vae(path: str | Path | None = None, *, device: torch.device | str = "cp
     return _load_model(path, "vae", "VAE", VAE, VAEConfig, device)[0]
 
 
+SHIPPED_UNETS = {"category": "unet", "subcategory": "unet-subcategory"}
+
+
+def shipped_unet_file(labels: str = "category") -> Path:
+    """The shipped U-Net conditioned on Twemoji's 10 categories or on its 99 subcategories."""
+    if labels not in SHIPPED_UNETS:
+        raise ValueError(f"labels must be 'category' or 'subcategory', got {labels!r}")
+    return pretrained_dir() / f"{SHIPPED_UNETS[labels]}.safetensors"
+
+
 def load_unet(
-    path: str | Path | None = None, *, device: torch.device | str = "cpu"
+    path: str | Path | None = None,
+    *,
+    labels: str = "category",
+    device: torch.device | str = "cpu",
 ) -> tuple[UNet, dict]:
-    """The shipped U-Net (EMA weights) and its metadata (scale_factor, schedule, class names)."""
-    return _load_model(path, "unet", "U-Net", UNet, UNetConfig, device)
+    """The shipped U-Net (EMA weights) and its metadata (scale_factor, schedule, class names).
+
+    labels chooses between the shipped U-Nets ("category" or "subcategory"); a path brings its
+    own labels, so it cannot be combined with labels="subcategory".
+    """
+    file = shipped_unet_file(labels)
+    if path is not None and labels != "category":
+        raise ValueError(
+            f"labels={labels!r} chooses a shipped U-Net, but a path ({path}) was given too; "
+            "a U-Net file carries its own class names: drop labels="
+        )
+    return _load_model(file if path is None else path, "unet", "U-Net", UNet, UNetConfig, device)
 
 
 def load_ldm(
     unet_path: str | Path | None = None,
     vae_path: str | Path | None = None,
     *,
+    labels: str = "category",
     device: torch.device | str = "cpu",
 ) -> LatentDiffusion:
     """The shipped latent diffusion model: class-conditional on emoji category with classifier-free
-    guidance (y=None samples the unconditional model). `.scale_factor` is the factor measured on
-    the training latents; `.class_names` the category names."""
-    unet, meta = load_unet(unet_path, device=device)
+    guidance (y=None samples the unconditional model). labels="subcategory" loads the U-Net
+    conditioned on the 99 subcategories instead (same VAE). `.scale_factor` is the factor measured
+    on the training latents; `.class_names` the label names."""
+    unet, meta = load_unet(unet_path, labels=labels, device=device)
     vae = load_vae(vae_path, device=device)
     schedule = make_schedule(meta["schedule"], meta["num_train_timesteps"])
     ldm = LatentDiffusion(vae, unet, schedule, meta["scale_factor"], image_size=meta["image_size"])
@@ -105,4 +130,4 @@ def write_card(stem: Path, card: dict) -> None:
     atomic_write(stem.with_suffix(".md"), lambda p: p.write_text("\n".join(lines) + "\n"))
 
 
-__all__ = ["load_vae", "load_unet", "load_ldm", "export"]
+__all__ = ["load_vae", "load_unet", "load_ldm", "shipped_unet_file", "export"]

@@ -13,6 +13,7 @@ from ldm_course.config import (
     to_dict,
     vae_preset,
 )
+from ldm_course.data import twemoji
 from ldm_course.pretrained import load_ldm, load_unet, load_vae
 from ldm_course.vae import VAE
 
@@ -110,3 +111,14 @@ def test_shipped_checkpoints_load_offline():
     ldm = load_ldm()
     assert ldm.scale_factor > 0 and len(ldm.class_names) == 10
     assert ldm.unet.cfg.num_classes == 10
+
+
+def test_shipped_subcategory_unet_loads_with_its_99_labels():
+    ldm = load_ldm(labels="subcategory")
+    assert ldm.unet.cfg.num_classes == 99
+    assert ldm.class_names == twemoji("test", labels="subcategory").class_names
+    assert ldm.scale_factor == load_ldm().scale_factor  # same VAE and training images
+    with pytest.raises(ValueError, match="labels must be 'category' or 'subcategory'"):
+        load_unet(labels="emoji")
+    with pytest.raises(ValueError, match="a U-Net file carries its own class names"):
+        load_unet("runs/some-ldm", labels="subcategory")

@@ -4,7 +4,7 @@ import sys
 import pytest
 from PIL import Image
 
-from ldm_course.cli import main
+from ldm_course.cli import classes_in_turn, main
 
 
 def test_unknown_preset_is_a_clear_error(capsys, tmp_path):
@@ -128,3 +128,10 @@ def test_subcategory_labels_on_a_folder_are_refused(capsys, tmp_path):
     assert main([*args, "--set", "labels=subcategory"]) == 2
     assert "labels='subcategory' exists only for the built-in Twemoji" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_classes_in_turn_cover_every_class_or_spread_over_them():
+    assert classes_in_turn(12, 10).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    spread = classes_in_turn(64, 99)
+    assert spread[0] == 0 and spread[-1] == 98 and len(set(spread.tolist())) == 64
+    assert (spread.diff() > 0).all()
