@@ -73,6 +73,23 @@ def write_shipped_card(run: Path, name: str, card: dict) -> None:
     write_card(pretrained_dir() / name, {**card, "config": meta.get("config")})
 
 
+def unet_card(title: str, run: Path, ev: dict, common: dict, notes: str) -> dict:
+    """A U-Net's card: its run, and the sample metrics of its evaluation (`ldm-course evaluate`)."""
+    return {
+        "title": title,
+        **common,
+        **run_summary(run),
+        "scale_factor": ev["latents"]["scale_factor"],
+        "frechet_distance": ev["frechet_distance"],
+        "feature_space": ev["feature_space"],
+        "nearest_training_image": {
+            k: v for k, v in ev["nearest_training_image"].items() if k != "samples"
+        },
+        "num_samples": ev["num_samples"],
+        "notes": notes,
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--vae", type=Path, required=True)
@@ -80,7 +97,12 @@ def main() -> None:
     p.add_argument("--ldm", type=Path, required=True)
     p.add_argument("--evaluation", type=Path, required=True)
     p.add_argument("--notes", default="")
+    p.add_argument("--ldm-subcategory", type=Path, default=None, help="the subcategory U-Net's run")
+    p.add_argument("--evaluation-subcategory", type=Path, default=None)
+    p.add_argument("--notes-subcategory", default="")
     args = p.parse_args()
+    if (args.ldm_subcategory is None) != (args.evaluation_subcategory is None):
+        p.error("--ldm-subcategory and --evaluation-subcategory go together")
     ev = json.loads(args.evaluation.read_text())
     data = "Twemoji 16.0 (emoji-datasource-twitter@16.0.0), 64x64 on white, train split (3,388 images); metrics on the held-out test split (398 images, unseen base emoji). CC-BY 4.0, Twitter, Inc. and contributors."
     common = {
@@ -104,21 +126,28 @@ def main() -> None:
     write_shipped_card(
         args.ldm,
         "unet",
-        {
-            "title": "ldm-course latent U-Net (class-conditional on emoji category, classifier-free guidance)",
-            **common,
-            **run_summary(args.ldm),
-            "scale_factor": ev["latents"]["scale_factor"],
-            "frechet_distance": ev["frechet_distance"],
-            "feature_space": ev["feature_space"],
-            "nearest_training_image": {
-                k: v for k, v in ev["nearest_training_image"].items() if k != "samples"
-            },
-            "num_samples": ev["num_samples"],
-            "notes": args.notes,
-        },
+        unet_card(
+            "ldm-course latent U-Net (class-conditional on emoji category, classifier-free guidance)",
+            args.ldm,
+            ev,
+            common,
+            args.notes,
+        ),
     )
-    print("wrote ldm_course/assets/pretrained/{vae,unet}.{json,md}")
+    if args.ldm_subcategory:
+        write_shipped_card(
+            args.ldm_subcategory,
+            "unet-subcategory",
+            unet_card(
+                "ldm-course latent U-Net (class-conditional on the 99 emoji subcategories, "
+                "classifier-free guidance)",
+                args.ldm_subcategory,
+                json.loads(args.evaluation_subcategory.read_text()),
+                common,
+                args.notes_subcategory,
+            ),
+        )
+    print("wrote the model cards in ldm_course/assets/pretrained/")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 # Every run is the cpu-full preset; the two second stages (VAE decoder fine-tune, second U-Net
 # stage) add their overrides here, in one place.
 # Each run resumes where it stopped if you rerun this script after an interruption.
-#   bash scripts/train_shipped.sh            # five runs, one after another, into runs/ (hours: see README)
+#   bash scripts/train_shipped.sh            # six runs, one after another, into runs/ (hours: see README)
 set -euo pipefail
 CLI=${CLI:-.venv/bin/ldm-course}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -26,8 +26,10 @@ train runs/ldm $CLI train-ldm --preset cpu-full --vae runs/vae-lpips
 # 5. a second U-Net stage from run 4's EMA weights with a fresh cosine schedule: crisper samples
 train runs/ldm-2 $CLI train-ldm --preset cpu-full --vae runs/vae-lpips --set init_from=runs/ldm \
   --set seed=1 --set steps=8000 --set lr=5e-4 --set warmup_steps=100
-# 6. ship fp16 weights, evaluate them, write the model cards and the README's sample grid
+# 6. the second shipped U-Net: like run 4, conditioned on the 99 subcategories instead
+train runs/ldm-sub $CLI train-ldm --preset cpu-full --vae runs/vae-lpips --set labels=subcategory
+# 7. ship fp16 weights, evaluate them, write the model cards and the README's sample grids
 #    (comparison rows: run 1 itself, i.e. the same budget as run 3 with LPIPS)
 EXTRA_COMPARE="--compare-vae runs/vae-lpips/model.safetensors" \
 NOTES="Recipe: bash scripts/train_shipped.sh (all runs the cpu-full preset; the overrides of the two second stages are in the script)." \
-  bash scripts/finalize_checkpoints.sh runs/vae-ft runs/vae-l1 runs/ldm-2
+  bash scripts/finalize_checkpoints.sh runs/vae-ft runs/vae-l1 runs/ldm-2 runs/ldm-sub
