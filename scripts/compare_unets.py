@@ -2,9 +2,10 @@
 of 398 test images, many skin-tone variants per emoji) against the other categories (one image per
 emoji). Each model draws one sample per test image, with that image's label (its category, or its
 subcategory for a model trained with labels=subcategory), from the same noise (seed), so the rows
-differ only in the U-Net (and, for a subcategory model, the finer label it is given). Repeat with several seeds: at these sizes the
-seed alone moves a Frechet distance by 0.04-0.25 (standard deviations over four seeds in
-benchmarks/results/compare_unets.json), more than the stages of the shipped U-Net differ.
+differ only in the U-Net (and, for a subcategory model, the finer label it is given). Repeat with
+several seeds: at these sizes the seed alone moves a Frechet distance by 0.04-0.25 (standard
+deviations over four seeds in benchmarks/results/compare_unets.json), more than the stages of the
+shipped U-Net differ.
 
     python scripts/compare_unets.py ldm_course/assets/pretrained/unet.safetensors runs/ldm-3 \\
         --seeds 0 1 2 3 --out benchmarks/results/compare_unets.json
