@@ -104,6 +104,8 @@ def cmd_sample(args) -> None:
         names = list(ldm.class_names)
         y = names.index(args.label) if args.label in names else _class_id(args.label, names)
     elif ldm.unet.cfg.num_classes and not args.unconditional:
+        from ldm_course.data import classes_in_turn
+
         y = classes_in_turn(args.n, ldm.unet.cfg.num_classes)
     images = ldm.generate(
         args.n,
@@ -117,14 +119,6 @@ def cmd_sample(args) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_grid(images, args.out, nrow=args.nrow)
     print(f"wrote {args.n} samples to {args.out} in {time.perf_counter() - start:.1f} s")
-
-
-def classes_in_turn(n: int, num_classes: int) -> torch.Tensor:
-    """(n,) labels: every class in turn, or, with more classes than samples (99 subcategories
-    in 64 samples), n classes spread evenly from the first to the last."""
-    if num_classes <= n:
-        return torch.arange(n) % num_classes
-    return torch.linspace(0, num_classes - 1, n).round().long()
 
 
 def _class_id(label: str, names: list[str]) -> int:

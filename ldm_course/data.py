@@ -102,9 +102,12 @@ class TensorImageDataset(Dataset):
         return len(self.class_names)
 
 
-def load_twemoji_arrays(path: Path | None = None) -> dict[str, np.ndarray]:
+def load_twemoji_arrays(
+    path: Path | None = None, keys: tuple[str, ...] | None = None
+) -> dict[str, np.ndarray]:
     """The raw arrays of the shipped file: images (N, 64, 64, 3) uint8, names, categories, base
-    (the base emoji of skin-tone variants), subcategories."""
+    (the base emoji of skin-tone variants), subcategories; only `keys` if given (the file is read
+    lazily per array, so the labels alone skip decompressing the images)."""
     path = path or Path(str(importlib.resources.files("ldm_course"))) / "assets" / "twemoji64.npz"
     if not path.exists():
         raise FileNotFoundError(
@@ -112,7 +115,7 @@ def load_twemoji_arrays(path: Path | None = None) -> dict[str, np.ndarray]:
             "(pip install -e .) or rebuild it with scripts/build_twemoji.py"
         )
     with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+        return {k: z[k] for k in (z.files if keys is None else keys)}
 
 
 def subcategory_names(arrays: Mapping[str, np.ndarray]) -> tuple[str, ...]:
@@ -136,12 +139,20 @@ def twemoji_labels_of(class_names) -> Literal["category", "subcategory"]:
     names = tuple(class_names)
     if names in ((), TWEMOJI_CATEGORIES):
         return "category"
-    if names == subcategory_names(load_twemoji_arrays()):
+    if names == subcategory_names(load_twemoji_arrays(keys=("categories", "subcategories"))):
         return "subcategory"
     raise ValueError(
         f"these {len(names)} class names ({', '.join(names[:3])}, ...) are neither the Twemoji "
         "categories nor its subcategories: this model was not trained on the built-in Twemoji"
     )
+
+
+def classes_in_turn(n: int, num_classes: int) -> torch.Tensor:
+    """(n,) labels for a sample grid: every class in turn, or, with more classes than samples
+    (99 subcategories in 64 samples), n classes spread evenly from the first to the last."""
+    if num_classes <= n:
+        return torch.arange(n) % num_classes
+    return torch.linspace(0, num_classes - 1, n).round().long()
 
 
 def twemoji(

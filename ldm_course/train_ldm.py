@@ -9,7 +9,7 @@ import torch
 
 from ldm_course.checkpoint import load_tensors, save_tensors
 from ldm_course.config import LDMTrainConfig, to_dict
-from ldm_course.data import TensorImageDataset, twemoji
+from ldm_course.data import TensorImageDataset, classes_in_turn, twemoji
 from ldm_course.diffusion import LatentDiffusion, diffusion_loss
 from ldm_course.distributed import World, wrap
 from ldm_course.latents import estimate_scale_factor
@@ -180,13 +180,10 @@ def train_ldm(
 
     def artifacts(step: int, history: dict) -> None:
         # two samples for each class, or for 16 classes spread over many (99 subcategories)
-        shown = (
-            torch.linspace(0, num_classes - 1, min(num_classes, 16)).round().long()
-            if num_classes
-            else None
-        )
-        n = 2 * (len(shown) if num_classes else 8)
-        y = shown.repeat(2).to(world.device) if num_classes else None
+        y = None
+        if num_classes:
+            y = classes_in_turn(min(num_classes, 16), num_classes).repeat(2).to(world.device)
+        n = 16 if y is None else len(y)
 
         def sample():
             unet.eval()

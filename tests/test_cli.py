@@ -4,7 +4,8 @@ import sys
 import pytest
 from PIL import Image
 
-from ldm_course.cli import classes_in_turn, main
+from ldm_course.cli import main
+from ldm_course.data import classes_in_turn
 
 
 def test_unknown_preset_is_a_clear_error(capsys, tmp_path):
