@@ -96,6 +96,10 @@ class LDMTrainConfig:
     sample_by: Literal["image", "group"] = "image"
     # built-in Twemoji only: condition on its 10 categories or its 99 finer subcategories
     labels: Literal["category", "subcategory"] = "category"
+    # horizontal-flip augmentation: each step, each latent is drawn from the posterior of the
+    # mirror image with probability 1/2, except for images the dataset marks as not mirrorable
+    # (Twemoji: letters, digits, flags; TensorImageDataset.mirrorable)
+    flip: bool = False
     conditional: bool = True
     # Start from these U-Net weights (a run folder or .safetensors, same architecture and latents)
     # instead of random ones: a second stage with a fresh learning-rate schedule.

@@ -29,6 +29,17 @@ TWEMOJI_CATEGORIES = (
     "Symbols",
     "Flags",
 )
+# subcategories whose mirror image is another sign (letters, digits, flags, !?, $): never flipped
+TWEMOJI_NOT_MIRRORABLE = (
+    "keycap",
+    "alphanum",
+    "punctuation",
+    "currency",
+    "zodiac",
+    "other-symbol",
+    "country-flag",
+    "subdivision-flag",
+)
 TWEMOJI_SHA256 = "966f6cc2a1c6e4a06a689b5af429bf189198447ff509d1be06ac878cedca59a9"
 TWEMOJI_TEST_BUCKETS = 10  # a base emoji goes to the test split when hash(base) % 10 == 0
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -75,6 +86,8 @@ class TensorImageDataset(Dataset):
 
     groups: optional (N,) ids of near-duplicate groups (for Twemoji: the base emoji, so an emoji
     and its skin-tone variants share one), for sampling by group (train.group_batch_indices).
+    mirrorable: optional (N,) bools, False where the mirror image is not a valid image of the
+    same kind (text, flags), for flip augmentation; None: every image may be mirrored.
     """
 
     def __init__(
@@ -85,10 +98,19 @@ class TensorImageDataset(Dataset):
         class_names=(),
         names=(),
         groups: torch.Tensor | None = None,
+        mirrorable: torch.Tensor | None = None,
     ):
         if groups is not None and groups.shape != labels.shape:
             raise ValueError(f"groups must be ({len(labels)},), got {tuple(groups.shape)}")
+        if mirrorable is not None and (
+            mirrorable.shape != labels.shape or mirrorable.dtype != torch.bool
+        ):
+            raise ValueError(
+                f"mirrorable must be ({len(labels)},) bools, got {tuple(mirrorable.shape)} "
+                f"{mirrorable.dtype}"
+            )
         self.images, self.labels, self.groups = images, labels, groups
+        self.mirrorable = mirrorable
         self.class_names, self.names = tuple(class_names), tuple(names)
 
     def __len__(self) -> int:
@@ -165,7 +187,8 @@ def twemoji(
     About 10% of base emoji (with all their skin-tone variants) form the test split.
     labels: "category" (10 labels, e.g. "Food & Drink") or "subcategory" (99 finer ones of
     emoji.json, e.g. "food-fruit"; each belongs to one category). `dataset.class_names` holds the
-    label names, `dataset.names` the emoji names.
+    label names, `dataset.names` the emoji names; `dataset.mirrorable` is False for the
+    subcategories in TWEMOJI_NOT_MIRRORABLE (letters, digits, flags, ...).
     """
     if split not in ("train", "test", "all"):
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
@@ -186,12 +209,14 @@ def twemoji(
     label_ids = torch.from_numpy(ids[keep].astype(np.int64))
     names = [str(n) for n in arrays["names"][keep]]
     _, groups = np.unique(arrays["base"][keep], return_inverse=True)  # base emoji -> 0..G-1
+    mirrorable = ~np.isin(arrays["subcategories"][keep].astype(str), TWEMOJI_NOT_MIRRORABLE)
     return TensorImageDataset(
         images,
         label_ids,
         class_names=class_names,
         names=names,
         groups=torch.from_numpy(groups.astype(np.int64)),
+        mirrorable=torch.from_numpy(mirrorable),
     )
 
 

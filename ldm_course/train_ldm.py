@@ -130,6 +130,13 @@ def train_ldm(
     z_all = mean + std * torch.randn(mean.shape, generator=torch.Generator().manual_seed(0))
     scale_factor = estimate_scale_factor(z_all)
     labels = data.labels
+    if cfg.flip:  # the encoder is not mirror-equivariant: encode the mirror images too
+        mean_m, std_m = cache_latents(
+            vae, data.images.flip(-1), run_dir / "latents-mirrored.safetensors"
+        )  # (N, C, h, w) each
+        mirrorable = data.mirrorable  # (N,) bools; None: every image
+        if mirrorable is None:
+            mirrorable = torch.ones(len(mean), dtype=torch.bool)
 
     num_classes = data.num_classes if cfg.conditional else None
     unet_cfg = replace(cfg.unet, num_classes=num_classes)
@@ -155,7 +162,12 @@ def train_ldm(
         t = torch.randint(0, schedule.num_steps, (b,), generator=gen)  # (B,)
         noise = torch.randn((b, *mean.shape[1:]), generator=gen)  # (B, C, h, w)
         drop = torch.rand(b, generator=gen) < cfg.cond_drop_prob  # (B,)
-        z_0 = (mean[idx] + std[idx] * eps_z) * scale_factor  # scaled latents, (B, C, h, w)
+        mu, sigma = mean[idx], std[idx]  # (B, C, h, w) each
+        if cfg.flip:  # drawn last, so every other draw of this step is as without flips
+            mirror = (torch.rand(b, generator=gen) < 0.5) & mirrorable[idx]  # (B,)
+            m = mirror.view(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
+            mu, sigma = torch.where(m, mean_m[idx], mu), torch.where(m, std_m[idx], sigma)
+        z_0 = (mu + sigma * eps_z) * scale_factor  # scaled latents, (B, C, h, w)
         y = None
         if num_classes is not None:
             y = torch.where(

@@ -137,11 +137,14 @@ def test_ldm_resume_restores_ema_and_optimizer(tmp_path, tiny_vae):
         "sample_by=group",  # batches by base emoji are a function of the step too
         "--set",
         "labels=subcategory",
+        "--set",
+        "flip=true",  # mirror coins: drawn from the step's generator, so resumed exactly too
     ]
     straight, _ = straight_and_resumed(args, tmp_path)  # EMA weights: model.safetensors
     ldm = load_ldm(straight, tiny_vae)
     assert ldm.unet.cfg.num_classes == 99  # conditioned on the 99 subcategories
     assert ldm.class_names == twemoji("train", labels="subcategory").class_names
+    assert (straight / "latents-mirrored.safetensors").exists()  # flip=true took effect
 
 
 def test_training_lowers_the_loss(tiny_vae, tmp_path):
