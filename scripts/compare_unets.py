@@ -12,7 +12,8 @@ shipped U-Net differ.
 
 Reports, per model and guidance scale: the Frechet distance (FeatureExtractor space, metrics.py)
 to the test images of all categories, of People & Body, and of the others; and how many samples
-lie within RMSE 0.05 of a training image (near copies); then the mean and standard deviation over
+lie within RMSE 0.05 of a training image (near copies), and of a training image or its mirror image
+(what a model trained with flip=true might copy); then the mean and standard deviation over
 seeds. Distances on fewer images are larger (the estimate's bias grows as N shrinks): compare rows
 at the same N only.
 """
@@ -58,11 +59,15 @@ def one_row(ldm, path, w, seed, steps, test, train, features, real, y=None, grid
     fake = features.batched(images)
     _, rmse = nearest_neighbours(images, train.images)  # (N,)
     copies = rmse < NEAR_DUPLICATE_RMSE
+    # a model trained with flip=true may copy a mirror image, which the check above cannot see
+    _, rmse_mirror = nearest_neighbours(images, train.images.flip(-1))  # (N,)
+    either = torch.minimum(rmse, rmse_mirror) < NEAR_DUPLICATE_RMSE
     for name, m in masks.items():
         row[name] = {
             "images": int(m.sum()),
             "fd": frechet_distance(real[m], fake[m]),
             "near_copies": int(copies[m].sum()),
+            "near_copies_or_mirror": int(either[m].sum()),
         }
     return row
 
@@ -74,7 +79,8 @@ def model_labels(ldm, tests: dict) -> torch.Tensor:
 
 def format_row(row: dict) -> str:
     return f"{row['unet']}  guidance {row['guidance']:g}, seed {row['seed']}: " + "; ".join(
-        f"{n} FD {row[n]['fd']:.3f} (N={row[n]['images']}, copies {row[n]['near_copies']})"
+        f"{n} FD {row[n]['fd']:.3f} (N={row[n]['images']}, copies {row[n]['near_copies']}, "
+        f"with mirror images {row[n]['near_copies_or_mirror']})"
         for n in SUBSETS
     )
 
@@ -89,7 +95,9 @@ def summarise(rows: list[dict], unet: str, w: float) -> dict:
 
     entry = {"unet": unet, "guidance": w, "seeds": [r["seed"] for r in mine]}
     for name in SUBSETS:
-        entry[name] = {key: stats(name, key) for key in ("fd", "near_copies")}
+        entry[name] = {
+            key: stats(name, key) for key in ("fd", "near_copies", "near_copies_or_mirror")
+        }
     return entry
 
 
@@ -147,7 +155,8 @@ def main() -> None:
             f"{entry['unet']}  guidance {entry['guidance']:g}, {len(entry['seeds'])} seeds: "
             + "; ".join(
                 f"{n} FD {entry[n]['fd']['mean']:.3f} +- {entry[n]['fd']['std']:.3f}, "
-                f"copies {entry[n]['near_copies']['mean']:.1f}"
+                f"copies {entry[n]['near_copies']['mean']:.1f} "
+                f"({entry[n]['near_copies_or_mirror']['mean']:.1f} with mirror images)"
                 for n in SUBSETS
             ),
             flush=True,

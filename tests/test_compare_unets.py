@@ -65,6 +65,12 @@ def test_one_row_splits_people_from_the_rest_and_counts_copies(tmp_path):
     assert again["all"]["fd"] == row["all"]["fd"]  # the seed fixes the samples
     other = script.one_row(ldm, "tiny", 1.0, 4, 2, test, train, features, real)
     assert other["all"]["near_copies"] < 12  # another seed: other samples, not in train
+    assert row["all"]["near_copies_or_mirror"] == 12  # a copy is a copy, mirrored or not
+    # a training set of their mirror images: invisible to the plain check, caught by the other
+    mirrored = TensorImageDataset(copies_of.flip(-1), torch.zeros(12).long())
+    row = script.one_row(ldm, "tiny", 1.0, 3, 2, test, mirrored, features, real)
+    assert row["all"]["near_copies"] < 12
+    assert [row[n]["near_copies_or_mirror"] for n in script.SUBSETS] == [12, 5, 7]
 
 
 def test_model_labels_follow_the_models_label_space():

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Horizontal-flip augmentation (--set flip=true), tried on the stage-1 recipe of both label spaces,
+# and the comparisons with the same recipe without flips (README, "Mirror images"):
+#   10 categories,    flips -> runs/ldm-flip      (against runs/ldm of train_shipped.sh)
+#   99 subcategories, flips -> runs/ldm-sub-flip  (against runs/ldm-sub of train_shipped.sh)
+# Each is 7000 steps on one CPU thread (about 75 minutes with the other run on the second core).
+# Rerunning resumes or skips finished runs.  Needs runs/vae-lpips, runs/ldm and runs/ldm-sub.
+set -euo pipefail
+CLI=${CLI:-.venv/bin/ldm-course}
+PY=${PY:-.venv/bin/python}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+stage1() {  # run-dir, extra --set pairs
+  local dir=$1; shift
+  if [ -f "$dir/history.json" ]; then echo "$dir: done"; return; fi
+  local resume=(); [ -f "$dir/checkpoint.safetensors" ] && resume=(--resume)
+  $CLI train-ldm --preset cpu-full --vae runs/vae-lpips --set flip=true --set num_threads=1 "$@" \
+    --run-dir "$dir" "${resume[@]}"
+}
+stage1 runs/ldm-flip &
+stage1 runs/ldm-sub-flip --set labels=subcategory &
+wait
+# one sample per test image (its label in each model's own label space, the same noise for every
+# model), DDIM 50, guidance 3 and 1, four seeds; the two pairs side by side
+compare() {  # out-name, unets...
+  local name=$1; shift
+  $PY scripts/compare_unets.py "$@" --guidance 3 1 --seeds 0 1 2 3 \
+    --out "benchmarks/results/$name.json" --grids "runs/grids-$name"
+}
+compare compare_flip_category runs/ldm/model.safetensors runs/ldm-flip/model.safetensors &
+compare compare_flip_subcategory runs/ldm-sub/model.safetensors runs/ldm-sub-flip/model.safetensors &
+wait
