@@ -9,15 +9,10 @@ set -euo pipefail
 CLI=${CLI:-.venv/bin/ldm-course}
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-stage1() {  # run-dir, extra --set pairs
-  local dir=$1; shift
-  if [ -f "$dir/history.json" ]; then echo "$dir: done"; return; fi
-  local resume=(); [ -f "$dir/checkpoint.safetensors" ] && resume=(--resume)
-  $CLI train-ldm --preset cpu-full --vae runs/vae-lpips --set flip=true --set num_threads=1 "$@" \
-    --run-dir "$dir" "${resume[@]}"
-}
-stage1 runs/ldm-flip &
-stage1 runs/ldm-sub-flip --set labels=subcategory &
+source "$(dirname "$0")/train_or_resume.sh"  # train RUN_DIR COMMAND...: resume or skip when done
+FLIP=($CLI train-ldm --preset cpu-full --vae runs/vae-lpips --set flip=true)
+train runs/ldm-flip "${FLIP[@]}" &
+train runs/ldm-sub-flip "${FLIP[@]}" --set labels=subcategory &
 wait
 # one sample per test image (its label in each model's own label space, the same noise for every
 # model), DDIM 50, guidance 3 and 1, four seeds; the two pairs side by side

@@ -10,13 +10,11 @@ set -euo pipefail
 CLI=${CLI:-.venv/bin/ldm-course}
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+source "$(dirname "$0")/train_or_resume.sh"  # train RUN_DIR COMMAND...: resume or skip when done
 stage3() {  # run-dir, extra --set pairs
   local dir=$1; shift
-  if [ -f "$dir/history.json" ]; then echo "$dir: done"; return; fi
-  local resume=(); [ -f "$dir/checkpoint.safetensors" ] && resume=(--resume)
-  $CLI train-ldm --preset cpu-full --vae runs/vae-lpips --set init_from=runs/ldm-2 \
-    --set min_snr_gamma=5 --set seed=2 --set steps=6000 --set lr=3e-4 --set warmup_steps=100 \
-    --set num_threads=1 "$@" --run-dir "$dir" "${resume[@]}"
+  train "$dir" $CLI train-ldm --preset cpu-full --vae runs/vae-lpips --set init_from=runs/ldm-2 \
+    --set min_snr_gamma=5 --set seed=2 --set steps=6000 --set lr=3e-4 --set warmup_steps=100 "$@"
 }
 stage3 runs/ldm-3 &
 stage3 runs/ldm-3g --set sample_by=group &

@@ -7,12 +7,7 @@
 set -euo pipefail
 CLI=${CLI:-.venv/bin/ldm-course}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-train() {  # run-dir, then the command: resumes if the run has a checkpoint, skips it if done
-  local dir=$1; shift
-  if [ -f "$dir/history.json" ]; then echo "$dir: done"; return; fi  # written when a run ends
-  local resume=(); [ -f "$dir/checkpoint.safetensors" ] && resume=(--resume)
-  "$@" --run-dir "$dir" --set num_threads=1 "${resume[@]}"
-}
+source "$(dirname "$0")/train_or_resume.sh"  # train RUN_DIR COMMAND...: resume or skip when done
 # 1. VAE with L1 + LPIPS + KL: 2000 steps, the encoder (so the latent space) frozen from step 1000
 train runs/vae-lpips $CLI train-vae --preset cpu-full
 # 2. decoder-only fine-tune on that fixed latent space: sharper and closer to the target PSNR
