@@ -43,6 +43,16 @@ class UNetConfig:
 
 
 @dataclass(frozen=True)
+class DiscriminatorConfig:
+    """PatchGAN discriminator of the adversarial decoder term (discriminator.py)."""
+
+    in_channels: int = 3
+    base_channels: int = 32  # pix2pix uses 64; half is plenty for 64x64 emoji on a CPU
+    num_layers: int = 3  # strided convolutions; 3 gives each logit a 70x70 receptive field
+    norm_groups: int = 8
+
+
+@dataclass(frozen=True)
 class VAETrainConfig:
     """Training the autoencoder: reconstruction + perceptual_weight * LPIPS + kl_weight * KL."""
 
@@ -67,6 +77,11 @@ class VAETrainConfig:
     init_from: str = (
         ""  # start from these VAE weights (a run folder or .safetensors) instead of random
     )
+    # > 0: add the PatchGAN hinge term, times the adaptive weight (Taming eq. 7); LDM's
+    # autoencoders use 0.5. 0 = no discriminator at all.
+    adversarial_weight: float = 0.0
+    adversarial_start: int = 0  # the decoder's adversarial term enters here; D trains from step 0
+    disc: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     size: int = 64
     seed: int = 0
     log_every: int = 50

@@ -1,4 +1,5 @@
-"""Train the autoencoder (notebook 01, `ldm-course train-vae`): L1 (or L2) + LPIPS + tiny KL."""
+"""Train the autoencoder (notebook 01, `ldm-course train-vae`): L1 (or L2) + LPIPS + tiny KL,
+optionally + a PatchGAN adversarial term for the decoder (discriminator.py)."""
 
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import torch
 from ldm_course.checkpoint import save_tensors
 from ldm_course.config import VAETrainConfig, to_dict
 from ldm_course.data import TensorImageDataset, twemoji
+from ldm_course.discriminator import PatchDiscriminator, adversarial_terms
 from ldm_course.distributed import World, wrap
 from ldm_course.train import Loop, batch_indices, fit
 from ldm_course.vae import VAE, vae_loss
@@ -52,6 +54,20 @@ def train_vae(
     if cfg.init_from:
         init_vae(vae, cfg.init_from)
     model = wrap(vae, world)
+    # with the adversarial term, the checkpoint and the optimizer hold the discriminator too (its
+    # own Adam betas, as in Taming): a resumed run continues both players exactly
+    saved: torch.nn.Module = vae
+    groups = [{"params": list(vae.parameters()), "betas": (0.9, 0.99)}]
+    disc = None
+    if cfg.adversarial_weight > 0:
+        if world.size > 1:
+            raise ValueError(
+                "adversarial_weight > 0 needs a single process (the discriminator is not "
+                "synchronised across ranks); run it without torchrun"
+            )
+        disc = PatchDiscriminator(cfg.disc).to(world.device)
+        saved = torch.nn.ModuleDict({"vae": vae, "disc": disc})
+        groups.append({"params": list(disc.parameters()), "betas": (0.5, 0.9)})
     lpips = None
     if cfg.perceptual_weight > 0:
         from ldm_course.perceptual import LPIPS
@@ -59,7 +75,7 @@ def train_vae(
         lpips = LPIPS(net=cfg.perceptual_net, check_range=False).to(
             world.device
         )  # recons overshoot early
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0)
     images = data.images
     preview = images[:: max(1, len(images) // 8)][:8].to(world.device)  # fixed images to watch
 
@@ -85,9 +101,10 @@ def train_vae(
         )  # global draw, own shard
         with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
             recon, posterior = model(x, noise=noise)
-            return vae_loss(
+            recon = recon.float()
+            total, parts = vae_loss(
                 x,
-                recon.float(),
+                recon,
                 posterior,
                 lpips=lpips,
                 perceptual_weight=cfg.perceptual_weight,
@@ -95,6 +112,20 @@ def train_vae(
                 recon_loss=cfg.recon,
                 perceptual_batch=cfg.perceptual_batch,
             )
+            if disc is None:
+                return total, parts
+            weight = cfg.adversarial_weight if step >= cfg.adversarial_start else 0.0
+            adv, adv_parts = adversarial_terms(
+                disc,
+                x,
+                recon,
+                nll=total,
+                last_layer=vae.decoder.conv_out.weight,
+                weight=weight,
+            )
+            # "total" stays the autoencoder's own objective; d_loss is logged beside it
+            adv_parts["total"] = parts["total"] + adv_parts["adv_weight"] * adv_parts["g_adv"]
+            return total + adv, {**parts, **adv_parts}
 
     def artifacts(step: int, history: dict) -> None:
         vae.eval()
@@ -115,7 +146,7 @@ def train_vae(
         run_dir=Path(run_dir),
         config={"task": "vae", **to_dict(cfg)},
         cfg=cfg,
-        model=vae,
+        model=saved,
         optimizer=opt,
         step_fn=step_fn,
         artifacts=artifacts,

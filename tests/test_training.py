@@ -121,6 +121,38 @@ def test_vae_resume_after_kill_ends_where_uninterrupted_run_ends(tmp_path):
     assert h_a["total"] == h_b["total"] and h_a["step"] == list(range(1, 13))
 
 
+def test_adversarial_vae_resumes_both_players_exactly(tmp_path):
+    """The discriminator and its optimizer state live in the checkpoint too: without them the
+    resumed decoder would meet a fresh discriminator and end elsewhere."""
+    args = [
+        "train-vae",
+        "--device",
+        "cpu",
+        *VAE_SET,
+        "--set",
+        "steps=8",
+        "--set",
+        "checkpoint_every=3",
+        "--set",
+        "adversarial_weight=0.5",
+        "--set",
+        "adversarial_start=2",
+        "--set",
+        "disc.base_channels=4",
+        "--set",
+        "disc.norm_groups=4",
+        "--set",
+        "disc.num_layers=2",
+    ]
+    straight, resumed = straight_and_resumed(args, tmp_path)
+    h = json.loads((straight / "history.json").read_text())
+    assert h == json.loads((resumed / "history.json").read_text()) | {"seconds": h["seconds"]}
+    assert h["adv_weight"][:2] == [0.0, 0.0] and all(w > 0 for w in h["adv_weight"][2:])
+    tensors, _ = load_tensors(straight / "checkpoint.safetensors")
+    assert any(k.startswith("model.disc.") for k in tensors)
+    assert not any(k.startswith("disc.") for k in weights(straight))  # inference weights: VAE only
+
+
 def test_ldm_resume_restores_ema_and_optimizer(tmp_path, tiny_vae):
     args = [
         "train-ldm",
