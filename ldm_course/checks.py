@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ldm_course.discriminator import hinge_d_loss
 from ldm_course.perceptual import normalize_channels
 from ldm_course.samplers import ddim_step
 from ldm_course.schedules import make_schedule, q_sample
@@ -304,6 +305,10 @@ def reference_normalize_channels(features):
     return normalize_channels(features)
 
 
+def reference_hinge_d_loss(logits_real, logits_fake):
+    return hinge_d_loss(logits_real, logits_fake)
+
+
 def reference_latent_snr(alpha_bar, data_std):
     return alpha_bar * data_std**2 / (1 - alpha_bar)
 
@@ -328,3 +333,17 @@ def check_latent_snr(fn: Callable) -> CheckResult:
         }
 
     return check_function("latent_snr", fn, reference_latent_snr, inputs, rtol=1e-5)
+
+
+def check_hinge_d_loss(fn: Callable) -> CheckResult:
+    """fn(logits_real, logits_fake), each (B, 1, h, w) -> the scalar
+    1/2 (mean of max(0, 1 - logits_real) + mean of max(0, 1 + logits_fake))."""
+
+    def inputs(gen):
+        # spread wide enough that many logits lie beyond the margins, where max(0, .) matters
+        return {
+            "logits_real": torch.randn(4, 1, 6, 6, generator=gen) * 2 + 0.5,
+            "logits_fake": torch.randn(4, 1, 6, 6, generator=gen) * 2 - 0.5,
+        }
+
+    return check_function("hinge_d_loss", fn, reference_hinge_d_loss, inputs)

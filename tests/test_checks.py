@@ -26,6 +26,12 @@ CASES = {
             for fx, fy in zip(features_x, features_y, strict=True)
         ),
     ),
+    "check_hinge_d_loss": (
+        checks.reference_hinge_d_loss,
+        lambda logits_real, logits_fake: (
+            0.5 * ((1 - logits_real).mean() + (1 + logits_fake).mean())
+        ),
+    ),
     "check_scale_factor": (checks.reference_scale_factor, lambda latents: latents.std()),
     "check_latent_snr": (
         checks.reference_latent_snr,
