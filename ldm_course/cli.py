@@ -69,8 +69,19 @@ def cmd_train_ldm(args) -> None:
     from ldm_course.pretrained import load_vae
     from ldm_course.train_ldm import train_ldm
 
-    vae = load_vae(None if args.vae == "pretrained" else args.vae)
+    vae = load_vae(_vae_path(args.vae))
     _train(args, ldm_preset, partial(train_ldm, vae_source=args.vae), vae)
+
+
+def _vae_path(value: str):
+    """--vae: 'pretrained' (L1 + LPIPS decoder), 'pretrained-adversarial', or a run folder / file."""
+    from ldm_course.pretrained import SHIPPED_VAES, pretrained_dir
+
+    if value == "pretrained":
+        return None
+    if value == "pretrained-adversarial":
+        return pretrained_dir() / f"{SHIPPED_VAES['adversarial']}.safetensors"
+    return value
 
 
 def _ldm_path(value: str):
@@ -89,7 +100,7 @@ def _load_ldm(args):
 
     return load_ldm(
         _ldm_path(args.ldm),
-        None if args.vae == "pretrained" else args.vae,
+        _vae_path(args.vae),
         device=_device(args.device),
     )
 
@@ -135,7 +146,7 @@ def cmd_reconstruct(args) -> None:
     from ldm_course.pretrained import load_vae
     from ldm_course.viz import save_grid
 
-    vae = load_vae(None if args.vae == "pretrained" else args.vae, device=_device(args.device))
+    vae = load_vae(_vae_path(args.vae), device=_device(args.device))
     data = (
         twemoji("test")
         if args.input == "twemoji-test"
@@ -157,7 +168,7 @@ def cmd_evaluate(args) -> None:
     from ldm_course.evaluate import evaluate
 
     report = evaluate(
-        vae_path=None if args.vae == "pretrained" else args.vae,
+        vae_path=_vae_path(args.vae),
         unet_path=_ldm_path(args.ldm),
         compare_vae=args.compare_vae,
         out=args.out,
@@ -179,7 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
             "--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps"
         )
         sp.add_argument(
-            "--vae", default="pretrained", help="'pretrained' or a VAE run folder / .safetensors"
+            "--vae",
+            default="pretrained",
+            help="'pretrained', 'pretrained-adversarial' (the shipped decoder fine-tuned with a "
+            "PatchGAN term) or a VAE run folder / .safetensors",
         )
         return sp
 

@@ -45,9 +45,30 @@ def _load_model(
     return model, meta
 
 
-def load_vae(path: str | Path | None = None, *, device: torch.device | str = "cpu") -> VAE:
-    """The shipped VAE (or one from a run folder / file), float32, eval mode, frozen."""
-    return _load_model(path, "vae", "VAE", VAE, VAEConfig, device)[0]
+SHIPPED_VAES = {"lpips": "vae", "adversarial": "vae-adversarial"}
+
+
+def load_vae(
+    path: str | Path | None = None,
+    *,
+    decoder: str = "lpips",
+    device: torch.device | str = "cpu",
+) -> VAE:
+    """The shipped VAE (or one from a run folder / file), float32, eval mode, frozen.
+
+    decoder chooses between the two shipped decoders of one encoder (so one latent space, on
+    which both shipped U-Nets were trained): "lpips" (L1 + LPIPS, the default) or "adversarial"
+    (that decoder fine-tuned with a PatchGAN term as well; notebook 02, section 5).
+    """
+    if decoder not in SHIPPED_VAES:
+        raise ValueError(f"decoder must be 'lpips' or 'adversarial', got {decoder!r}")
+    if path is not None and decoder != "lpips":
+        raise ValueError(
+            f"decoder={decoder!r} chooses a shipped VAE, but a path ({path}) was given too; "
+            "drop decoder= to load the file"
+        )
+    file = pretrained_dir() / f"{SHIPPED_VAES[decoder]}.safetensors" if path is None else path
+    return _load_model(file, "vae", "VAE", VAE, VAEConfig, device)[0]
 
 
 SHIPPED_UNETS = {"category": "unet", "subcategory": "unet-subcategory"}
@@ -85,14 +106,16 @@ def load_ldm(
     vae_path: str | Path | None = None,
     *,
     labels: str = "category",
+    decoder: str = "lpips",
     device: torch.device | str = "cpu",
 ) -> LatentDiffusion:
     """The shipped latent diffusion model: class-conditional on emoji category with classifier-free
     guidance (y=None samples the unconditional model). labels="subcategory" loads the U-Net
-    conditioned on the 99 subcategories instead (same VAE). `.scale_factor` is the factor measured
-    on the training latents; `.class_names` the label names."""
+    conditioned on the 99 subcategories instead (same VAE); decoder="adversarial" the shipped
+    decoder fine-tuned with a PatchGAN term (same encoder, so the same latents). `.scale_factor`
+    is the factor measured on the training latents; `.class_names` the label names."""
     unet, meta = load_unet(unet_path, labels=labels, device=device)
-    vae = load_vae(vae_path, device=device)
+    vae = load_vae(vae_path, decoder=decoder, device=device)
     schedule = make_schedule(meta["schedule"], meta["num_train_timesteps"])
     ldm = LatentDiffusion(vae, unet, schedule, meta["scale_factor"], image_size=meta["image_size"])
     ldm.class_names = tuple(meta.get("class_names", ()))

@@ -163,7 +163,11 @@ def main() -> None:
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
-        json.dumps({"test_images": len(test), "summary": summary, "rows": rows}, indent=2) + "\n"
+        json.dumps(
+            {"test_images": len(test), "vae": args.vae, "summary": summary, "rows": rows},
+            indent=2,
+        )
+        + "\n"
     )
 
 

@@ -49,7 +49,10 @@ def run_summary(run: Path) -> dict:
         "run_config": load_json(run / "config.json"),
     }
     parent = summary["run_config"].get("init_from")
-    if parent:
+    if parent and not Path(parent).is_dir():
+        # a weights file (e.g. a shipped checkpoint): its own card tells its history
+        summary["initialised_from"] = {"file": parent}
+    elif parent:
         earlier = run_summary(Path(parent))
         summary["initialised_from"] = earlier
         summary["total_steps"] = summary["steps"] + earlier.get("total_steps", earlier["steps"])

@@ -4,6 +4,8 @@
 # stage) add their overrides here, in one place.
 # Each run resumes where it stopped if you rerun this script after an interruption.
 #   bash scripts/train_shipped.sh            # six runs, one after another, into runs/ (hours: see README)
+# then the adversarial decoder: three decoder-only runs from the shipped VAE and their comparisons
+# (scripts/experiments_adversarial.sh), the one at adversarial_weight 0.5 shipped as vae-adversarial.
 set -euo pipefail
 CLI=${CLI:-.venv/bin/ldm-course}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -28,3 +30,9 @@ train runs/ldm-sub $CLI train-ldm --preset cpu-full --vae runs/vae-lpips --set l
 EXTRA_COMPARE="--compare-vae runs/vae-lpips/model.safetensors" \
 NOTES="Recipe: bash scripts/train_shipped.sh (all runs the cpu-full preset; the overrides of the two second stages are in the script)." \
   bash scripts/finalize_checkpoints.sh runs/vae-ft runs/vae-l1 runs/ldm-2 runs/ldm-sub
+# 8. the adversarial decoder: the shipped decoder fine-tuned with a PatchGAN term (weights 0.5 and
+#    0.2, and a control without it), encoder frozen; run 0.5 ships as vae-adversarial
+bash scripts/experiments_adversarial.sh
+${PY:-.venv/bin/python} scripts/ship_adversarial_decoder.py runs/vae-adv-0.5 \
+  --decoders benchmarks/results/decoders.json \
+  --samples benchmarks/results/decoders_samples_lpips.json benchmarks/results/decoders_samples_0.5.json

@@ -122,3 +122,18 @@ def test_shipped_subcategory_unet_loads_with_its_99_labels():
         load_unet(labels="emoji")
     with pytest.raises(ValueError, match="a U-Net file carries its own class names"):
         load_unet("runs/some-ldm", labels="subcategory")
+
+
+def test_shipped_adversarial_decoder_shares_the_shipped_encoder():
+    """Both shipped decoders belong to one encoder, so one latent space and one scale factor."""
+    lpips_vae, adversarial = load_vae(), load_vae(decoder="adversarial")
+    a, b = lpips_vae.state_dict(), adversarial.state_dict()
+    encoder = [k for k in a if k.startswith("encoder.")]
+    assert encoder and all(torch.equal(a[k], b[k]) for k in encoder)
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+    ldm = load_ldm(decoder="adversarial")
+    assert ldm.scale_factor == load_ldm().scale_factor
+    with pytest.raises(ValueError, match="decoder must be 'lpips' or 'adversarial'"):
+        load_vae(decoder="gan")
+    with pytest.raises(ValueError, match="drop decoder= to load the file"):
+        load_vae("runs/some-vae", decoder="adversarial")

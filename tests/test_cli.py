@@ -136,3 +136,16 @@ def test_classes_in_turn_cover_every_class_or_spread_over_them():
     spread = classes_in_turn(64, 99)
     assert spread[0] == 0 and spread[-1] == 98 and len(set(spread.tolist())) == 64
     assert (spread.diff() > 0).all()
+
+
+def test_reconstruct_with_either_shipped_decoder(tmp_path, capsys):
+    grids = {}
+    for vae in ("pretrained", "pretrained-adversarial"):
+        out = tmp_path / f"{vae}.png"
+        assert (
+            main(["reconstruct", "--vae", vae, "--n", "4", "--device", "cpu", "--out", str(out)])
+            == 0
+        )
+        assert "mean PSNR" in capsys.readouterr().out
+        grids[vae] = out.read_bytes()
+    assert grids["pretrained"] != grids["pretrained-adversarial"]
