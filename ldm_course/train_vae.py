@@ -44,6 +44,11 @@ def train_vae(
     Returns the trained VAE (eval mode) and the history dict. Writes config.json, the checkpoint,
     model.safetensors, history.json, and reconstructions/loss-curve PNGs into `run_dir`.
     """
+    if cfg.adversarial_weight < 0:
+        raise ValueError(
+            f"adversarial_weight={cfg.adversarial_weight} is negative; use 0 (no discriminator) "
+            "or a positive weight such as 0.5 (LDM's)"
+        )
     device = torch.device(device)
     world = world or World(device=device)
     if cfg.num_threads:

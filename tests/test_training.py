@@ -104,17 +104,14 @@ def tiny_vae(tmp_path_factory) -> Path:
     return run
 
 
+def vae_run(steps: int, *settings: str) -> list[str]:
+    """train-vae arguments of a tiny run with a checkpoint every 3 steps, plus key=value settings."""
+    pairs = (f"steps={steps}", "checkpoint_every=3", *settings)
+    return ["train-vae", "--device", "cpu", *VAE_SET, *(a for kv in pairs for a in ("--set", kv))]
+
+
 def test_vae_resume_after_kill_ends_where_uninterrupted_run_ends(tmp_path):
-    args = [
-        "train-vae",
-        "--device",
-        "cpu",
-        *VAE_SET,
-        "--set",
-        "steps=12",
-        "--set",
-        "checkpoint_every=3",
-    ]
+    args = vae_run(12)
     straight, resumed = straight_and_resumed(args, tmp_path)
     h_a = json.loads((straight / "history.json").read_text())
     h_b = json.loads((resumed / "history.json").read_text())
@@ -124,26 +121,14 @@ def test_vae_resume_after_kill_ends_where_uninterrupted_run_ends(tmp_path):
 def test_adversarial_vae_resumes_both_players_exactly(tmp_path):
     """The discriminator and its optimizer state live in the checkpoint too: without them the
     resumed decoder would meet a fresh discriminator and end elsewhere."""
-    args = [
-        "train-vae",
-        "--device",
-        "cpu",
-        *VAE_SET,
-        "--set",
-        "steps=8",
-        "--set",
-        "checkpoint_every=3",
-        "--set",
+    args = vae_run(
+        8,
         "adversarial_weight=0.5",
-        "--set",
         "adversarial_start=2",
-        "--set",
         "disc.base_channels=4",
-        "--set",
         "disc.norm_groups=4",
-        "--set",
         "disc.num_layers=2",
-    ]
+    )
     straight, resumed = straight_and_resumed(args, tmp_path)
     h = json.loads((straight / "history.json").read_text())
     assert h == json.loads((resumed / "history.json").read_text()) | {"seconds": h["seconds"]}
@@ -151,6 +136,13 @@ def test_adversarial_vae_resumes_both_players_exactly(tmp_path):
     tensors, _ = load_tensors(straight / "checkpoint.safetensors")
     assert any(k.startswith("model.disc.") for k in tensors)
     assert not any(k.startswith("disc.") for k in weights(straight))  # inference weights: VAE only
+
+
+def test_negative_adversarial_weight_is_refused_before_anything_is_written(tmp_path):
+    run = tmp_path / "run"
+    out = cli(*vae_run(3, "adversarial_weight=-0.5"), "--run-dir", str(run), check=False)
+    assert out.returncode == 2 and "adversarial_weight=-0.5 is negative" in out.stderr
+    assert not run.exists()
 
 
 def test_ldm_resume_restores_ema_and_optimizer(tmp_path, tiny_vae):
