@@ -58,11 +58,17 @@ def test_adaptive_weight_is_the_ratio_of_gradient_norms_at_the_last_layer():
     assert torch.isclose(adaptive_weight(nll, 10 * g, last.weight), a / (10 * b + 1e-4))
 
 
-def test_one_backward_gives_each_player_only_its_own_gradient():
+def tiny_players(batch: int):
+    """A one-convolution "decoder", a small discriminator, images x in [-1, 1] and inputs z."""
     torch.manual_seed(0)
     decoder = nn.Conv2d(3, 3, 3, padding=1)
     disc = PatchDiscriminator(DiscriminatorConfig(base_channels=8, num_layers=2))
-    x, z = torch.rand(4, 3, 32, 32) * 2 - 1, torch.randn(4, 3, 32, 32)
+    x, z = torch.rand(batch, 3, 32, 32) * 2 - 1, torch.randn(batch, 3, 32, 32)
+    return decoder, disc, x, z
+
+
+def test_one_backward_gives_each_player_only_its_own_gradient():
+    decoder, disc, x, z = tiny_players(4)
     recon = decoder(z)
     nll = (recon - x).abs().mean()
     loss, parts = adversarial_terms(disc, x, recon, nll=nll, last_layer=decoder.weight, weight=0.5)
@@ -87,10 +93,7 @@ def test_one_backward_gives_each_player_only_its_own_gradient():
 
 
 def test_weight_zero_trains_the_discriminator_alone():
-    torch.manual_seed(0)
-    decoder = nn.Conv2d(3, 3, 3, padding=1)
-    disc = PatchDiscriminator(DiscriminatorConfig(base_channels=8, num_layers=2))
-    x, z = torch.rand(2, 3, 32, 32) * 2 - 1, torch.randn(2, 3, 32, 32)
+    decoder, disc, x, z = tiny_players(2)
     recon = decoder(z)
     loss, parts = adversarial_terms(
         disc, x, recon, nll=recon.abs().mean(), last_layer=decoder.weight, weight=0.0
