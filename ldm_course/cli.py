@@ -75,12 +75,12 @@ def cmd_train_ldm(args) -> None:
 
 def _vae_path(value: str):
     """--vae: 'pretrained' (L1 + LPIPS decoder), 'pretrained-adversarial', or a run folder / file."""
-    from ldm_course.pretrained import SHIPPED_VAES, pretrained_dir
+    from ldm_course.pretrained import shipped_vae_file
 
     if value == "pretrained":
         return None
     if value == "pretrained-adversarial":
-        return pretrained_dir() / f"{SHIPPED_VAES['adversarial']}.safetensors"
+        return shipped_vae_file("adversarial")
     return value
 
 

@@ -60,15 +60,20 @@ def load_vae(
     which both shipped U-Nets were trained): "lpips" (L1 + LPIPS, the default) or "adversarial"
     (that decoder fine-tuned with a PatchGAN term as well; notebook 02, section 5).
     """
-    if decoder not in SHIPPED_VAES:
-        raise ValueError(f"decoder must be 'lpips' or 'adversarial', got {decoder!r}")
+    file = shipped_vae_file(decoder)
     if path is not None and decoder != "lpips":
         raise ValueError(
             f"decoder={decoder!r} chooses a shipped VAE, but a path ({path}) was given too; "
             "drop decoder= to load the file"
         )
-    file = pretrained_dir() / f"{SHIPPED_VAES[decoder]}.safetensors" if path is None else path
-    return _load_model(file, "vae", "VAE", VAE, VAEConfig, device)[0]
+    return _load_model(file if path is None else path, "vae", "VAE", VAE, VAEConfig, device)[0]
+
+
+def shipped_vae_file(decoder: str = "lpips") -> Path:
+    """The shipped VAE with the L1 + LPIPS decoder or with the adversarial one (same encoder)."""
+    if decoder not in SHIPPED_VAES:
+        raise ValueError(f"decoder must be 'lpips' or 'adversarial', got {decoder!r}")
+    return pretrained_dir() / f"{SHIPPED_VAES[decoder]}.safetensors"
 
 
 SHIPPED_UNETS = {"category": "unet", "subcategory": "unet-subcategory"}
@@ -153,4 +158,4 @@ def write_card(stem: Path, card: dict) -> None:
     atomic_write(stem.with_suffix(".md"), lambda p: p.write_text("\n".join(lines) + "\n"))
 
 
-__all__ = ["load_vae", "load_unet", "load_ldm", "shipped_unet_file", "export"]
+__all__ = ["load_vae", "load_unet", "load_ldm", "shipped_vae_file", "shipped_unet_file", "export"]

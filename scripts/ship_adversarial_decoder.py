@@ -4,7 +4,7 @@ tensor (so the latents, the scale factor and both shipped U-Nets stay valid).
 
     python scripts/ship_adversarial_decoder.py runs/vae-adv-0.5 \\
         --decoders benchmarks/results/decoders.json \\
-        --samples benchmarks/results/compare_decoders_samples.json
+        --samples benchmarks/results/decoders_samples_{lpips,0,0.2,0.5}.json
 
 --decoders: scripts/compare_decoders.py's JSON (reconstruction metrics of each VAE);
 --samples: scripts/compare_unets.py --vae JSONs (distances of samples decoded by each VAE).
@@ -18,7 +18,7 @@ import torch
 from ship_checkpoints import hardware, run_summary, write_shipped_card
 
 from ldm_course.checkpoint import load_tensors
-from ldm_course.pretrained import SHIPPED_VAES, export, pretrained_dir
+from ldm_course.pretrained import SHIPPED_VAES, export, shipped_vae_file
 
 
 def main() -> None:
@@ -30,8 +30,8 @@ def main() -> None:
     args = p.parse_args()
     name = SHIPPED_VAES["adversarial"]
     export(args.run, name)
-    base, _ = load_tensors(pretrained_dir() / f"{SHIPPED_VAES['lpips']}.safetensors")
-    mine, _ = load_tensors(pretrained_dir() / f"{name}.safetensors")
+    base, _ = load_tensors(shipped_vae_file("lpips"))
+    mine, _ = load_tensors(shipped_vae_file("adversarial"))
     encoder = [k for k in base if k.startswith("encoder.")]
     if not encoder or any(not torch.equal(base[k], mine[k]) for k in encoder):
         raise SystemExit(

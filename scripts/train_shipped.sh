@@ -35,4 +35,5 @@ NOTES="Recipe: bash scripts/train_shipped.sh (all runs the cpu-full preset; the 
 bash scripts/experiments_adversarial.sh
 ${PY:-.venv/bin/python} scripts/ship_adversarial_decoder.py runs/vae-adv-0.5 \
   --decoders benchmarks/results/decoders.json \
-  --samples benchmarks/results/decoders_samples_lpips.json benchmarks/results/decoders_samples_0.5.json
+  --samples benchmarks/results/decoders_samples_{lpips,0,0.2,0.5}.json \
+  --notes "Recipe: bash scripts/experiments_adversarial.sh (run runs/vae-adv-0.5), then scripts/ship_adversarial_decoder.py. Decoder-only: 1800 steps from the shipped vae.safetensors (fp16 weights, loaded as float32) with L1 + 0.1 LPIPS + KL + 0.5 x adaptive weight x PatchGAN hinge term (the generator term from step 200 on; the discriminator trains from step 0). Trained on one CPU thread beside the 0.2 run on the second core. Not the default VAE: 24.85 dB PSNR is under the course's 25 dB milestone. decoded_samples: the shipped U-Net's samples (one per test image, DDIM 50, guidance 1 and 3, seeds 0 and 1, the same latents for every decoder) through the shipped decoder (vae null), the 1800-step control without the adversarial term (runs/vae-adv-0), and the 0.2 and 0.5 runs."
