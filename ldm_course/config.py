@@ -6,6 +6,8 @@ Odd values carry a comment. Presets are plain functions of a name, checked at th
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
+from ldm_course.limits import check_setting
+
 Preset = Literal["cpu-fast", "cpu-full", "gpu"]
 PRESETS: tuple[str, ...] = ("cpu-fast", "cpu-full", "gpu")
 
@@ -238,7 +240,9 @@ def _set(cfg: Any, path: list[str], raw: str, item: str) -> Any:
     current = getattr(cfg, path[0])
     if len(path) > 1:
         return replace(cfg, **{path[0]: _set(current, path[1:], raw, item)})
-    return replace(cfg, **{path[0]: _parse(raw, current, item)})
+    value = _parse(raw, current, item)
+    check_setting(path[0], value, label=item.split("=", 1)[0])
+    return replace(cfg, **{path[0]: value})
 
 
 def _parse(raw: str, current: Any, item: str) -> Any:

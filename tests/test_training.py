@@ -141,7 +141,7 @@ def test_adversarial_vae_resumes_both_players_exactly(tmp_path):
 def test_negative_adversarial_weight_is_refused_before_anything_is_written(tmp_path):
     run = tmp_path / "run"
     out = cli(*vae_run(3, "adversarial_weight=-0.5"), "--run-dir", str(run), check=False)
-    assert out.returncode == 2 and "adversarial_weight=-0.5 is negative" in out.stderr
+    assert out.returncode == 2 and "adversarial_weight=-0.5 is out of range" in out.stderr
     assert not run.exists()
 
 

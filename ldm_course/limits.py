@@ -1,0 +1,107 @@
+"""The allowed range of every numeric setting, checked where a value is parsed (`--set`) and again
+where a config enters training, so a mistyped number is one clear error before any work, never a
+quiet wrong run (`steps=-5` writing an untrained model, a negative weight switching a loss off)."""
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Range:
+    """low <= value <= high (None: unbounded); open_low / open_high exclude the bound itself."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def contains(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
+            return False
+        return self.high is None or not (
+            value > self.high or (self.open_high and value == self.high)
+        )
+
+    def describe(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {self.low:g}"
+        left, right = "(" if self.open_low else "[", ")" if self.open_high else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+
+COUNT = Range(1)  # steps, widths, layers: zero builds nothing
+OPTIONAL = Range(0)  # 0 means "off" or "never" (see the field's comment in config.py)
+POSITIVE = Range(0, open_low=True)
+PROBABILITY = Range(0, 1)
+SEED = Range(0, 2**32 - 1)  # step_generator multiplies it by ~1e6: must stay within 64 bits
+
+RANGES: dict[str, Range] = {
+    # training
+    "steps": COUNT,
+    "batch_size": COUNT,
+    "lr": POSITIVE,
+    "min_lr": OPTIONAL,
+    "warmup_steps": OPTIONAL,
+    "perceptual_weight": OPTIONAL,
+    "perceptual_batch": OPTIONAL,
+    "kl_weight": OPTIONAL,
+    "freeze_encoder_at": OPTIONAL,
+    "adversarial_weight": OPTIONAL,
+    "adversarial_start": OPTIONAL,
+    "ema_decay": Range(0, 1, open_high=True),
+    "num_train_timesteps": Range(2),
+    "cond_drop_prob": PROBABILITY,
+    "min_snr_gamma": OPTIONAL,
+    "size": Range(8, 4096),
+    "seed": SEED,
+    "log_every": OPTIONAL,
+    "sample_every": OPTIONAL,
+    "checkpoint_every": OPTIONAL,
+    "num_threads": OPTIONAL,
+    # models
+    "in_channels": COUNT,
+    "latent_channels": COUNT,
+    "base_channels": COUNT,
+    "channel_mult": COUNT,
+    "num_res_blocks": COUNT,
+    "norm_groups": COUNT,
+    "attention_levels": OPTIONAL,
+    "num_heads": COUNT,
+    "num_classes": COUNT,
+    "dropout": Range(0, 1, open_high=True),
+    "time_embed_mult": COUNT,
+    "num_layers": COUNT,
+}
+
+
+def check_setting(name: str, value: Any, *, label: str = "") -> None:
+    """Raise a one-line error naming the setting (`label`, e.g. "vae.base_channels"; default
+    `name`) and its allowed range if `value` is outside it. Tuples are checked item by item; None,
+    booleans and strings are not numbers here."""
+    label = label or name
+    if value is None or isinstance(value, bool | str):
+        return
+    items = value if isinstance(value, tuple) else (value,)
+    allowed = RANGES.get(name)
+    if allowed is None:
+        raise ValueError(f"setting {name!r} has no allowed range in ldm_course.limits; add one")
+    for item in items:
+        if not allowed.contains(item):
+            raise ValueError(
+                f"{label}={value!r} is out of range: {label} must be "
+                f"{'made of numbers' if isinstance(value, tuple) else 'a finite number'} "
+                f"{allowed.describe()}"
+            )
+
+
+def check_config(cfg: Any, prefix: str = "") -> None:
+    """check_setting on every field of a (nested) config dataclass."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if hasattr(value, "__dataclass_fields__"):
+            check_config(value, f"{prefix}{f.name}.")
+            continue
+        check_setting(f.name, value, label=f"{prefix}{f.name}")
