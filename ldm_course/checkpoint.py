@@ -20,19 +20,28 @@ from torch import nn
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then rename tmp_path to path."""
+    """Call write(tmp_path), then rename tmp_path to path: every file the project writes goes
+    through here, so a kill or a full disk mid-write leaves the previous file whole."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give a file name such as {path / 'out.png'}")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         write(Path(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
+    except OSError as err:
+        raise OSError(
+            f"cannot write {path} ({err.strerror or err}); free disk space or fix the folder's "
+            f"permissions (any previous {path.name} is intact)"
+        ) from err
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 
@@ -66,6 +75,16 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist; train first or check the path")
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint {path} is a folder; give a .safetensors file in it")
+    foreign = other_format(path)
+    if foreign:
+        raise ValueError(
+            f"{path} is {foreign}, not a safetensors file; ldm_course never unpickles (that can "
+            "run code). If you trust its source, convert it: safetensors.torch.save_file("
+            "torch.load(path, weights_only=True), 'model.safetensors'); for ldm_course models, use "
+            "the model.safetensors of the run folder, which also records the config"
+        )
     try:
         # clone: fresh, aligned storage. Tensors viewing the file's buffer at an arbitrary offset
         # take other SIMD paths in some kernels and differ in the last bit, breaking exact resume.
@@ -80,6 +99,18 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             "restore it or retrain (a partial download is the usual cause)"
         ) from err
     return tensors, meta
+
+
+def other_format(path: Path) -> str | None:
+    """Name the format of a file that is clearly not safetensors (which starts with an 8-byte
+    header length, then '{'); None when it may be one (then a damaged one is reported as such)."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive (the format of torch.save: .pt, .pth, .ckpt)"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a Python pickle (an older torch.save .pt / .ckpt)"
+    return None
 
 
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], *, source: str) -> None:

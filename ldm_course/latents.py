@@ -6,6 +6,7 @@ Stable Diffusion's 0.18215 (and SDXL's 0.13025) are that number for *their* auto
 its own, measured on our latents. The constants below exist only for comparison.
 """
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -16,6 +17,17 @@ from ldm_course.vae import VAE
 
 SD_SCALE_FACTOR = 0.18215  # Stable Diffusion v1/v2's value, for comparison only
 SDXL_SCALE_FACTOR = 0.13025  # SDXL's value, for comparison only
+
+
+def encoder_fingerprint(vae: VAE) -> str:
+    """sha256 of the encoder's weights: names the latent space. A U-Net records it, so it is
+    decoded only with a VAE of that encoder (decoders of one encoder, e.g. the shipped two, share
+    the space)."""
+    h = hashlib.sha256()
+    for name, tensor in vae.encoder.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -118,12 +130,27 @@ def slerp(z_0: torch.Tensor, z_1: torch.Tensor, alpha: float | torch.Tensor) -> 
     """Spherical interpolation (Shoemake 1985), per item over all latent dims:
         slerp = sin((1 - a) theta) / sin(theta) z_0 + sin(a theta) / sin(theta) z_1,
     theta the angle between z_0 and z_1. Gaussian latents keep their norm (~sqrt(D)), which a
-    straight line would shrink towards the middle. z_0, z_1: (B, ...); alpha scalar or (B,)."""
+    straight line would shrink towards the middle. z_0, z_1: (B, ...); alpha scalar or (B,).
+
+    Convention: (nearly) parallel vectors take the straight line, which is then the same path.
+    Opposite vectors (z_1 = -c z_0) and zero vectors have no defined angle or plane (every great
+    circle joins two opposite points): a ValueError, not a silent zero or NaN."""
     a = torch.as_tensor(alpha, dtype=z_0.dtype, device=z_0.device).reshape(
         -1, *[1] * (z_0.ndim - 1)
     )
     flat0, flat1 = z_0.flatten(1), z_1.flatten(1)  # (B, D)
-    cos = (flat0 * flat1).sum(1) / (flat0.norm(dim=1) * flat1.norm(dim=1))  # (B,)
+    norms = flat0.norm(dim=1) * flat1.norm(dim=1)  # (B,)
+    if (norms == 0).any():
+        raise ValueError(
+            "slerp of a zero vector: the angle to it is undefined; interpolate between non-zero "
+            "latents (e.g. Gaussian noise)"
+        )
+    cos = (flat0 * flat1).sum(1) / norms  # (B,)
+    if (cos < -1 + 1e-6).any():
+        raise ValueError(
+            "slerp between opposite vectors (z_1 = -z_0) is undefined: every great circle joins "
+            "them; perturb one of them or interpolate along a straight line"
+        )
     theta = torch.arccos(cos.clamp(-1, 1)).reshape(-1, *[1] * (z_0.ndim - 1))  # (B, 1, ..., 1)
     sin = torch.sin(theta)
     near = sin.abs() < 1e-6  # parallel vectors: fall back to the straight line

@@ -27,6 +27,7 @@ from ldm_course.checkpoint import (
     save_tensors,
 )
 from ldm_course.distributed import World, mean_over_ranks
+from ldm_course.run_folder import check_free_space, check_same_run
 
 
 def cosine_lr(step: int, *, lr: float, min_lr: float, warmup_steps: int, steps: int) -> float:
@@ -135,7 +136,9 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
             f"{run_dir} already holds a checkpoint; pass --resume to continue it "
             "or choose a new --run-dir (nothing was overwritten)"
         )
-    elif loop.world.is_main:
+    if loop.world.is_main:
+        check_free_space(run_dir, run_bytes(loop), "--run-dir")
+    if not ckpt.exists() and loop.world.is_main:
         save_json(run_dir / "config.json", loop.config)
     elapsed = history["seconds"][-1] if history["seconds"] else 0.0
     t0 = time.perf_counter() - elapsed
@@ -183,6 +186,13 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
     return history
 
 
+def run_bytes(loop: Loop) -> int:
+    """About what a run writes at once: the checkpoint (model, EMA, Adam's two moments) twice
+    (the old one stays until the new one is complete), model.safetensors, and 8 MB of figures."""
+    model = sum(v.numel() * v.element_size() for v in loop.model.state_dict().values())
+    return 2 * 4 * model + model + 8_000_000
+
+
 def check_amp(cfg, device: torch.device) -> None:
     """Mixed precision here means bf16 autocast on CUDA (no loss scaling needed); say so clearly
     where that is unavailable instead of silently training in another precision."""
@@ -209,16 +219,9 @@ def save_checkpoint(loop: Loop, path: Path, step: int, history: dict) -> None:
 
 
 def restore(loop: Loop, run_dir: Path) -> tuple[int, dict]:
-    """Load model, optimizer and EMA; refuse a run whose config.json differs from this one."""
-    saved = load_json(run_dir / "config.json")
-    if saved != loop.config:
-        changed = sorted(
-            k for k in set(saved) | set(loop.config) if saved.get(k) != loop.config.get(k)
-        )
-        raise ValueError(
-            f"--resume with a different config than {run_dir / 'config.json'} "
-            f"(differs in {changed}); resume with the same preset and overrides"
-        )
+    """Load model, optimizer and EMA; refuse a run whose config.json differs from this one (in
+    its settings or in what it trained on)."""
+    check_same_run(load_json(run_dir / "config.json"), loop.config, run_dir)
     tensors, meta = load_tensors(run_dir / "checkpoint.safetensors")
     load_weights(loop.model, _strip(tensors, "model."), source=str(run_dir))
     load_optimizer(

@@ -12,7 +12,9 @@ from ldm_course.config import LDMTrainConfig, to_dict
 from ldm_course.data import TensorImageDataset, classes_in_turn, twemoji
 from ldm_course.diffusion import LatentDiffusion, diffusion_loss
 from ldm_course.distributed import World, wrap
-from ldm_course.latents import estimate_scale_factor
+from ldm_course.latents import encoder_fingerprint, estimate_scale_factor
+from ldm_course.limits import check_config
+from ldm_course.run_folder import dataset_fingerprint, prepare_run_dir
 from ldm_course.schedules import make_schedule
 from ldm_course.train import EMA, Loop, batch_indices, fit, group_batch_indices
 from ldm_course.unet import UNet
@@ -110,6 +112,7 @@ def train_ldm(
     Returns the LatentDiffusion with EMA weights (eval mode) and the history. The scale factor is
     1 / std of latents sampled from q(z|x) over the whole training set, stored with the weights.
     """
+    check_config(cfg)
     device = torch.device(device)
     world = world or World(device=device)
     if cfg.num_threads:
@@ -125,6 +128,14 @@ def train_ldm(
         )
     vae = vae.to(world.device).eval().requires_grad_(False)
     latents_key = fingerprint(vae, data.images)
+    config = {
+        "task": "ldm",
+        "vae_source": vae_source,
+        **to_dict(cfg),
+        "data": dataset_fingerprint(data),
+        "latents": latents_key,
+    }
+    prepare_run_dir(run_dir, config, resume=resume, is_main=world.is_main)
     mean, std = cache_latents(vae, data.images, run_dir / "latents.safetensors", key=latents_key)
     # seed 0 whatever cfg.seed: the factor belongs to the VAE and data, not to the run
     z_all = mean + std * torch.randn(mean.shape, generator=torch.Generator().manual_seed(0))
@@ -223,6 +234,7 @@ def train_ldm(
             "config": to_dict(unet_cfg),
             "scale_factor": scale_factor,
             "latents_fingerprint": latents_key,  # encoder weights + training images (init_from)
+            "encoder_fingerprint": encoder_fingerprint(vae),  # the latent space (sample --vae)
             "schedule": cfg.schedule,
             "num_train_timesteps": cfg.num_train_timesteps,
             "image_size": cfg.size,
@@ -231,7 +243,6 @@ def train_ldm(
         }
         save_tensors(path, ema.shadow, meta)
 
-    config = {"task": "ldm", "vae_source": vae_source, **to_dict(cfg)}
     loop = Loop(
         run_dir=run_dir,
         config=config,

@@ -10,6 +10,8 @@ from ldm_course.config import VAETrainConfig, to_dict
 from ldm_course.data import TensorImageDataset, twemoji
 from ldm_course.discriminator import PatchDiscriminator, adversarial_terms
 from ldm_course.distributed import World, wrap
+from ldm_course.limits import check_config
+from ldm_course.run_folder import dataset_fingerprint, prepare_run_dir
 from ldm_course.train import Loop, batch_indices, fit
 from ldm_course.vae import VAE, vae_loss
 from ldm_course.viz import plot_history, reconstructions, save_figure
@@ -44,16 +46,14 @@ def train_vae(
     Returns the trained VAE (eval mode) and the history dict. Writes config.json, the checkpoint,
     model.safetensors, history.json, and reconstructions/loss-curve PNGs into `run_dir`.
     """
-    if cfg.adversarial_weight < 0:
-        raise ValueError(
-            f"adversarial_weight={cfg.adversarial_weight} is negative; use 0 (no discriminator) "
-            "or a positive weight such as 0.5 (LDM's)"
-        )
+    check_config(cfg)  # e.g. a negative adversarial_weight: refused, not trained without D
     device = torch.device(device)
     world = world or World(device=device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     data = data if data is not None else twemoji("train", size=cfg.size)
+    config = {"task": "vae", **to_dict(cfg), "data": dataset_fingerprint(data)}
+    prepare_run_dir(run_dir, config, resume=resume, is_main=world.is_main)
     torch.manual_seed(cfg.seed)  # the initial weights
     vae = VAE(cfg.vae).to(world.device)
     if cfg.init_from:
@@ -149,7 +149,7 @@ def train_vae(
 
     loop = Loop(
         run_dir=Path(run_dir),
-        config={"task": "vae", **to_dict(cfg)},
+        config=config,
         cfg=cfg,
         model=saved,
         optimizer=opt,

@@ -1,0 +1,42 @@
+"""Tiny runs for the reliability tests (issue 18): random 32x32 data, models of a few thousand
+weights, two steps; each trains in about a second."""
+
+from pathlib import Path
+
+import torch
+
+from ldm_course.config import LDMTrainConfig, UNetConfig, VAEConfig, VAETrainConfig
+from ldm_course.data import TensorImageDataset
+from ldm_course.train_ldm import train_ldm
+from ldm_course.train_vae import train_vae
+
+SMALL = {"size": 32, "batch_size": 4, "log_every": 1, "sample_every": 0, "warmup_steps": 1}
+TINY_VAE = VAETrainConfig(
+    steps=2,
+    checkpoint_every=0,
+    perceptual_weight=0.0,
+    vae=VAEConfig(base_channels=4, norm_groups=4),
+    **SMALL,
+)
+TINY_LDM = LDMTrainConfig(
+    steps=2,
+    checkpoint_every=0,
+    unet=UNetConfig(base_channels=16, num_res_blocks=1, attention_levels=(1,)),
+    **SMALL,
+)
+
+
+def tiny_data(seed: int = 0, n: int = 8) -> TensorImageDataset:
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 3, 32, 32, generator=gen) * 2 - 1  # (n, 3, 32, 32) in [-1, 1]
+    return TensorImageDataset(images, torch.arange(n) % 2, class_names=("a", "b"))
+
+
+def vae_run(run: Path, cfg: VAETrainConfig = TINY_VAE, **kwargs):
+    kwargs.setdefault("data", tiny_data())
+    return train_vae(cfg, run, progress=False, **kwargs)
+
+
+def ldm_run(run: Path, vae, cfg: LDMTrainConfig = TINY_LDM, **kwargs):
+    kwargs.setdefault("data", tiny_data())
+    return train_ldm(cfg, run, vae, progress=False, **kwargs)
