@@ -31,6 +31,7 @@ from ldm_course.bench_diffusers import TINY_DIFFUSERS, DiffusersSizes, against_d
 from ldm_course.bench_efficiency import TINY_EFFICIENCY, EfficiencySizes, compute_efficiency
 from ldm_course.bench_latent import TINY_LATENT_VS_PIXEL, LatentVsPixelSizes, latent_vs_pixel
 from ldm_course.bench_measure import CLOCKS
+from ldm_course.checkpoint import atomic_write
 
 Benchmark = Literal["latent-vs-pixel", "diffusers", "efficiency", "quality"]
 BENCHMARKS: tuple[str, ...] = get_args(Benchmark)
@@ -256,7 +257,7 @@ def write_result(out: Path, name: str, result: dict, machine: dict, *, tiny: boo
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
     payload = {"benchmark": name, "tiny": tiny, "machine": machine, **result}
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    atomic_write(path, lambda p: p.write_text(json.dumps(payload, indent=2, default=str) + "\n"))
     return path
 
 

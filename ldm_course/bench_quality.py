@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from ldm_course.checkpoint import atomic_write
 from ldm_course.config import UNetConfig, VAEConfig
 from ldm_course.diffusion import LatentDiffusion
 from ldm_course.metrics import frechet_distance
@@ -162,6 +163,6 @@ def plot_quality(rows: list[dict], path: str | Path, *, distance_name: str) -> P
     ax.set_title("sample quality versus denoising steps")
     ax.legend()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fmt = path.suffix.lstrip(".") or "png"
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=120))
     return path

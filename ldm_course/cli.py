@@ -11,12 +11,11 @@ from pathlib import Path
 
 import torch
 
+from ldm_course import cli_args
+from ldm_course.cli_args import count, non_negative, resolve_device, seed
 from ldm_course.config import PRESETS, ldm_preset, override, vae_preset
-from ldm_course.device import get_device
 
-
-def _device(name: str) -> torch.device:
-    return get_device() if name == "auto" else torch.device(name)
+_device = resolve_device
 
 
 def _data(args, cfg):
@@ -31,7 +30,19 @@ def _data(args, cfg):
             f"labels={labels!r} exists only for the built-in Twemoji; a folder's labels are its "
             "subfolders: drop --set labels=... (or use --data twemoji)"
         )
-    return image_folder(args.data, size=cfg.size, resize_to_fit=args.resize)
+    data = image_folder(args.data, size=cfg.size, resize_to_fit=args.resize)
+    print(folder_summary(data, args.data))
+    return data
+
+
+def folder_summary(data, root) -> str:
+    """One line: what was loaded from a folder, per class, and what was left out and why."""
+    from collections import Counter
+
+    counts = Counter(data.labels.tolist())
+    classes = ", ".join(f"{name} ({counts[i]})" for i, name in enumerate(data.class_names))
+    skipped = f"; skipped: {', '.join(data.skipped)}" if data.skipped else ""
+    return f"{root}: {len(data)} images in {len(data.class_names)} classes: {classes}{skipped}"
 
 
 def _train(args, preset, train_fn, *extra) -> None:
@@ -70,14 +81,15 @@ def cmd_train_ldm(args) -> None:
     from ldm_course.train_ldm import train_ldm
 
     vae = load_vae(_vae_path(args.vae))
-    _train(args, ldm_preset, partial(train_ldm, vae_source=args.vae), vae)
+    _train(args, ldm_preset, partial(train_ldm, vae_source=args.vae or "pretrained"), vae)
 
 
-def _vae_path(value: str):
-    """--vae: 'pretrained' (L1 + LPIPS decoder), 'pretrained-adversarial', or a run folder / file."""
+def _vae_path(value: str | None):
+    """--vae: 'pretrained' (L1 + LPIPS decoder; also when not given), 'pretrained-adversarial', or
+    a run folder / file."""
     from ldm_course.pretrained import shipped_vae_file
 
-    if value == "pretrained":
+    if value in (None, "pretrained"):
         return None
     if value == "pretrained-adversarial":
         return shipped_vae_file("adversarial")
@@ -95,13 +107,32 @@ def _ldm_path(value: str):
     return value
 
 
+def _ldm_vae(args):
+    """The VAE to decode an LDM's latents with: --vae if given, else the one its U-Net recorded
+    (a run's --vae at training time), else the shipped one."""
+    from ldm_course.pretrained import model_meta
+
+    if args.vae is not None or args.ldm in ("pretrained", "pretrained-subcategory"):
+        return _vae_path(args.vae)
+    recorded = model_meta(_ldm_path(args.ldm)).get("vae_source", "given")
+    if recorded in ("given", "pretrained", "pretrained-adversarial"):  # given: trained in Python
+        return _vae_path(None if recorded == "given" else recorded)
+    if not Path(recorded).exists():
+        raise FileNotFoundError(
+            f"--ldm {args.ldm} was trained on the latents of the VAE {recorded!r}, which is not "
+            "there; pass --vae with that VAE (a run folder or .safetensors)"
+        )
+    return recorded
+
+
 def _load_ldm(args):
     from ldm_course.pretrained import load_ldm
 
     return load_ldm(
         _ldm_path(args.ldm),
-        _vae_path(args.vae),
+        _ldm_vae(args),
         device=_device(args.device),
+        check_vae=not args.force_vae,
     )
 
 
@@ -109,7 +140,9 @@ def cmd_sample(args) -> None:
     from ldm_course.viz import save_grid
 
     start = time.perf_counter()
+    cli_args.check_output(args.out, suffixes=cli_args.IMAGE_OUT)
     ldm = _load_ldm(args)
+    cli_args.check_batch_fits(args.n, ldm.vae.cfg, ldm.image_size)
     y = None
     if args.label is not None:
         names = list(ldm.class_names)
@@ -144,20 +177,21 @@ def cmd_reconstruct(args) -> None:
     from ldm_course.data import image_folder, twemoji
     from ldm_course.metrics import psnr
     from ldm_course.pretrained import load_vae
-    from ldm_course.viz import save_grid
+    from ldm_course.viz import comparison_layout, save_grid
 
+    cli_args.check_output(args.out, suffixes=cli_args.IMAGE_OUT)
     vae = load_vae(_vae_path(args.vae), device=_device(args.device))
     data = (
         twemoji("test")
         if args.input == "twemoji-test"
         else image_folder(args.input, resize_to_fit=args.resize)
     )
+    cli_args.check_batch_fits(min(args.n, len(data)), vae.cfg, data.images.shape[-1])
     x = data.images[: args.n].to(vae.encoder.conv_in.weight.device)
     with torch.no_grad():
         recon = vae.decode(vae.encode(x).mode()).clamp(-1, 1)
-    save_grid(
-        torch.cat([x, recon]).cpu(), args.out, nrow=min(args.n, 8) if args.n <= 8 else args.n // 2
-    )
+    grid, nrow = comparison_layout(x.cpu(), recon.cpu())
+    save_grid(grid, args.out, nrow=nrow)
     print(
         f"wrote {len(x)} originals + reconstructions to {args.out}; "
         f"mean PSNR {psnr(x.cpu(), recon.cpu()).mean():.2f} dB"
@@ -167,8 +201,9 @@ def cmd_reconstruct(args) -> None:
 def cmd_evaluate(args) -> None:
     from ldm_course.evaluate import evaluate
 
+    cli_args.check_output(args.out, suffixes=(".json",))
     report = evaluate(
-        vae_path=_vae_path(args.vae),
+        vae_path=_ldm_vae(args),
         unet_path=_ldm_path(args.ldm),
         compare_vae=args.compare_vae,
         out=args.out,
@@ -191,9 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument(
             "--vae",
-            default="pretrained",
-            help="'pretrained', 'pretrained-adversarial' (the shipped decoder fine-tuned with a "
-            "PatchGAN term) or a VAE run folder / .safetensors",
+            default=None,
+            help="'pretrained' (the default; with --ldm RUN: the VAE that run trained on), "
+            "'pretrained-adversarial' (the shipped decoder fine-tuned with a PatchGAN term) or a "
+            "VAE run folder / .safetensors",
         )
         return sp
 
@@ -231,17 +267,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="'pretrained' (10 categories), 'pretrained-subcategory' (99 subcategories) "
         "or an LDM run folder / .safetensors",
     )
-    sp.add_argument("--n", type=int, default=64)
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--steps", type=int, default=50)
-    sp.add_argument("--eta", type=float, default=0.0)
-    sp.add_argument("--guidance", type=float, default=3.0)
+    sp.add_argument("--n", type=count, default=64)
+    sp.add_argument("--seed", type=seed, default=0)
+    sp.add_argument("--steps", type=count, default=50)
+    sp.add_argument("--eta", type=non_negative, default=0.0)
+    sp.add_argument("--guidance", type=non_negative, default=3.0)
     sp.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim")
     sp.add_argument(
         "--label", default=None, help="a category name or id (default: cycle through all)"
     )
     sp.add_argument("--unconditional", action="store_true")
-    sp.add_argument("--nrow", type=int, default=8)
+    sp.add_argument(
+        "--force-vae",
+        action="store_true",
+        help="decode with --vae even if the U-Net was trained on another VAE's latents",
+    )
+    sp.add_argument("--nrow", type=count, default=8)
     sp.add_argument("--out", default="samples.png")
     sp.set_defaults(fn=cmd_sample)
 
@@ -250,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--input", default="twemoji-test", help="'twemoji-test' or a folder of images")
     sp.add_argument("--resize", action="store_true")
-    sp.add_argument("--n", type=int, default=16)
+    sp.add_argument("--n", type=count, default=16)
     sp.add_argument("--out", default="reconstructions.png")
     sp.set_defaults(fn=cmd_reconstruct)
 
@@ -268,10 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="another VAE to report beside (repeatable), e.g. one trained without LPIPS",
     )
-    sp.add_argument("--num-samples", type=int, default=256)
-    sp.add_argument("--ddpm-samples", type=int, default=64, help="images for the DDPM-1000 row")
+    sp.add_argument("--num-samples", type=count, default=256)
+    sp.add_argument("--ddpm-samples", type=count, default=64, help="images for the DDPM-1000 row")
     sp.add_argument("--skip-ddpm", action="store_true", help="skip the slow 1000-step DDPM row")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=seed, default=0)
     sp.add_argument("--out", default="evaluation.json")
     sp.set_defaults(fn=cmd_evaluate)
 
@@ -293,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, OSError) as err:  # OSError: FileNotFoundError, PermissionError, full disk
         print(f"ldm-course {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -14,8 +14,10 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from torch.utils.data import Dataset
+
+from ldm_course.image_files import list_images, open_image, rgb_array
 
 TWEMOJI_CATEGORIES = (
     "Smileys & Emotion",
@@ -88,6 +90,7 @@ class TensorImageDataset(Dataset):
     and its skin-tone variants share one), for sampling by group (train.group_batch_indices).
     mirrorable: optional (N,) bools, False where the mirror image is not a valid image of the
     same kind (text, flags), for flip augmentation; None: every image may be mirrored.
+    skipped: what a folder held that is not in the dataset (hidden entries), to report.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class TensorImageDataset(Dataset):
         names=(),
         groups: torch.Tensor | None = None,
         mirrorable: torch.Tensor | None = None,
+        skipped=(),
     ):
         if groups is not None and groups.shape != labels.shape:
             raise ValueError(f"groups must be ({len(labels)},), got {tuple(groups.shape)}")
@@ -112,6 +116,7 @@ class TensorImageDataset(Dataset):
         self.images, self.labels, self.groups = images, labels, groups
         self.mirrorable = mirrorable
         self.class_names, self.names = tuple(class_names), tuple(names)
+        self.skipped = tuple(skipped)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -223,23 +228,20 @@ def twemoji(
 def load_image(path: Path, size: int, *, resize_to_fit: bool = False) -> torch.Tensor:
     """One image file -> (3, size, size) in [-1, 1].
 
-    Documented conversions: grayscale is replicated to RGB; RGBA (or palette with transparency)
-    is composited over white, like the built-in dataset. A size other than `size` is an error
-    unless `resize_to_fit=True`, which resizes (antialiased) to a square, center-cropping first.
+    Documented conversions (image_files.rgb_array): grayscale is replicated to RGB; 16-bit images
+    are scaled to 8 bits; transparency is composited over white, like the built-in dataset; the
+    camera's EXIF orientation is applied. A size other than `size` is an error unless
+    `resize_to_fit=True`, which resizes (antialiased) to a square, center-cropping first.
     """
     try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("RGBA", "LA", "P"):
-                rgba = img.convert("RGBA")
-                img = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-            img = img.convert("RGB")
+        with open_image(path) as img:
+            rgb = rgb_array(img, path)  # (H, W, 3) uint8
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(
             f"{path} is not a readable image ({err.__class__.__name__}: {err}); "
             "remove it from the folder or replace it with a valid PNG/JPEG"
         ) from err
-    x = to_unit_range(torch.from_numpy(np.asarray(img).copy())[None])  # (1, 3, H, W)
+    x = to_unit_range(torch.from_numpy(rgb)[None])  # (1, 3, H, W)
     h, w = x.shape[-2:]
     if (h, w) != (size, size):
         if not resize_to_fit:
@@ -258,12 +260,14 @@ def image_folder(
 ) -> TensorImageDataset:
     """Every image under `root` (recursively), loaded eagerly so a bad file fails before training.
 
-    Subfolders become classes (sorted by name); files directly in `root` are class 0.
+    Subfolders become classes (sorted by name); files directly in `root` are class 0. Hidden
+    entries (.ipynb_checkpoints, .DS_Store, ...) are left out and listed in `dataset.skipped`; an
+    unreadable folder, a broken link or a file that is not an image is an error.
     """
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"image folder {root} does not exist or is not a directory")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files, skipped = list_images(root)
     if not files:
         raise ValueError(f"image folder {root} holds no files; put your PNG/JPEG images in it")
     class_names = sorted({p.parent.relative_to(root).as_posix() for p in files})
@@ -278,7 +282,11 @@ def image_folder(
         labels.append(class_names.index(p.parent.relative_to(root).as_posix()))
     names = [p.relative_to(root).as_posix() for p in files]
     return TensorImageDataset(
-        torch.stack(images), torch.tensor(labels), class_names=class_names, names=names
+        torch.stack(images),
+        torch.tensor(labels),
+        class_names=class_names,
+        names=names,
+        skipped=skipped,
     )
 
 

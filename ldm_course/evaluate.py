@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ldm_course.checkpoint import atomic_write
 from ldm_course.data import twemoji, twemoji_labels_of
 from ldm_course.latents import encode_images, latent_stats
 from ldm_course.metrics import FeatureExtractor, frechet_distance, nearest_neighbours, psnr, ssim
@@ -158,7 +159,7 @@ def evaluate(
         "test_images_under_threshold": int((test_rmse < NEAR_DUPLICATE_RMSE).sum()),
     }
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write(Path(out), lambda p: p.write_text(json.dumps(report, indent=2) + "\n"))
     return format_report(report)
 
 

@@ -105,3 +105,12 @@ def check_config(cfg: Any, prefix: str = "") -> None:
             check_config(value, f"{prefix}{f.name}.")
             continue
         check_setting(f.name, value, label=f"{prefix}{f.name}")
+
+
+def check_batch_size(batch_size: int, available: int, what: str) -> None:
+    """A batch is drawn without replacement: it cannot hold more than the data has."""
+    if batch_size > available:
+        raise ValueError(
+            f"batch_size={batch_size} is larger than the dataset ({available} {what}); "
+            f"use --set batch_size={available} or less"
+        )

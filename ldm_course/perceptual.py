@@ -267,6 +267,12 @@ class LPIPS(nn.Module):
             )
         if not x.is_floating_point():
             raise ValueError(f"{name} has dtype {x.dtype}; convert with x.float() / 127.5 - 1")
+        # half and bfloat16 are promoted exactly by the normalisation; float64 would not fit
+        if torch.promote_types(x.dtype, self.shift.dtype) != self.shift.dtype:
+            raise ValueError(
+                f"{name} is {x.dtype} but LPIPS runs in {self.shift.dtype}; convert with "
+                f"{name}.to({self.shift.dtype}) (or the metric with .to({x.dtype}))"
+            )
         if self.check_range and x.numel() and x.detach().abs().max() > MAX_ABS_INPUT:
             low, high = x.detach().aminmax()
             raise ValueError(

@@ -113,18 +113,45 @@ def load_ldm(
     labels: str = "category",
     decoder: str = "lpips",
     device: torch.device | str = "cpu",
+    check_vae: bool = True,
 ) -> LatentDiffusion:
     """The shipped latent diffusion model: class-conditional on emoji category with classifier-free
     guidance (y=None samples the unconditional model). labels="subcategory" loads the U-Net
     conditioned on the 99 subcategories instead (same VAE); decoder="adversarial" the shipped
     decoder fine-tuned with a PatchGAN term (same encoder, so the same latents). `.scale_factor`
-    is the factor measured on the training latents; `.class_names` the label names."""
+    is the factor measured on the training latents; `.class_names` the label names.
+    A VAE whose encoder is not the one the U-Net was trained on is refused (check_vae=False decodes
+    with it anyway)."""
     unet, meta = load_unet(unet_path, labels=labels, device=device)
     vae = load_vae(vae_path, decoder=decoder, device=device)
+    if check_vae:
+        check_latent_space(meta, vae, shipped_unet=unet_path is None)
     schedule = make_schedule(meta["schedule"], meta["num_train_timesteps"])
     ldm = LatentDiffusion(vae, unet, schedule, meta["scale_factor"], image_size=meta["image_size"])
     ldm.class_names = tuple(meta.get("class_names", ()))
     return ldm.eval()
+
+
+def model_meta(path: str | Path | None, kind: str = "unet") -> dict:
+    """The metadata of a model file (run folder, .safetensors, None: shipped) without its tensors."""
+    return load_tensors(_model_file(path, kind))[1]
+
+
+def check_latent_space(meta: dict, vae: VAE, *, shipped_unet: bool = False) -> None:
+    """Refuse to decode a U-Net's latents with a VAE of another encoder (the two shipped decoders
+    share one). Recorded as `encoder_fingerprint` since it existed; the shipped U-Nets predate it
+    and were trained on the shipped encoder. Older run files cannot be checked."""
+    from ldm_course.latents import encoder_fingerprint
+
+    expected = meta.get("encoder_fingerprint")
+    if expected is None and shipped_unet:
+        expected = encoder_fingerprint(load_vae())
+    if expected is not None and encoder_fingerprint(vae) != expected:
+        raise ValueError(
+            f"this U-Net was trained on the latents of another VAE encoder (its VAE: "
+            f"{meta.get('vae_source', 'shipped')!r}); pass that VAE with --vae (vae_path), or "
+            "--force-vae (check_vae=False) to decode with this one anyway"
+        )
 
 
 def export(
@@ -158,4 +185,12 @@ def write_card(stem: Path, card: dict) -> None:
     atomic_write(stem.with_suffix(".md"), lambda p: p.write_text("\n".join(lines) + "\n"))
 
 
-__all__ = ["load_vae", "load_unet", "load_ldm", "shipped_vae_file", "shipped_unet_file", "export"]
+__all__ = [
+    "load_vae",
+    "load_unet",
+    "load_ldm",
+    "model_meta",
+    "shipped_vae_file",
+    "shipped_unet_file",
+    "export",
+]

@@ -13,7 +13,7 @@ from ldm_course.data import TensorImageDataset, classes_in_turn, twemoji
 from ldm_course.diffusion import LatentDiffusion, diffusion_loss
 from ldm_course.distributed import World, wrap
 from ldm_course.latents import encoder_fingerprint, estimate_scale_factor
-from ldm_course.limits import check_config
+from ldm_course.limits import check_batch_size, check_config
 from ldm_course.run_folder import dataset_fingerprint, prepare_run_dir
 from ldm_course.schedules import make_schedule
 from ldm_course.train import EMA, Loop, batch_indices, fit, group_batch_indices
@@ -126,6 +126,10 @@ def train_ldm(
             "sample_by='group' needs a dataset with groups (the built-in Twemoji has them); "
             "use sample_by=image for this data"
         )
+    if cfg.sample_by == "group":
+        check_batch_size(cfg.batch_size, int(data.groups.max()) + 1, "groups")
+    else:
+        check_batch_size(cfg.batch_size, len(data), "images")
     vae = vae.to(world.device).eval().requires_grad_(False)
     latents_key = fingerprint(vae, data.images)
     config = {

@@ -10,7 +10,7 @@ from ldm_course.config import VAETrainConfig, to_dict
 from ldm_course.data import TensorImageDataset, twemoji
 from ldm_course.discriminator import PatchDiscriminator, adversarial_terms
 from ldm_course.distributed import World, wrap
-from ldm_course.limits import check_config
+from ldm_course.limits import check_batch_size, check_config
 from ldm_course.run_folder import dataset_fingerprint, prepare_run_dir
 from ldm_course.train import Loop, batch_indices, fit
 from ldm_course.vae import VAE, vae_loss
@@ -52,6 +52,7 @@ def train_vae(
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     data = data if data is not None else twemoji("train", size=cfg.size)
+    check_batch_size(cfg.batch_size, len(data), "images")
     config = {"task": "vae", **to_dict(cfg), "data": dataset_fingerprint(data)}
     prepare_run_dir(run_dir, config, resume=resume, is_main=world.is_main)
     torch.manual_seed(cfg.seed)  # the initial weights

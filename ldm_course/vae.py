@@ -74,6 +74,16 @@ def check_images(x: torch.Tensor, *, channels: int, factor: int, what: str = "im
         )
 
 
+def check_dtype(x: torch.Tensor, weight: torch.Tensor, what: str) -> None:
+    """Input and weights of one float type (autocast mixes them itself): a float64 or half batch
+    into a float32 model is one line naming the conversion, not a raw dtype error deep inside."""
+    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ValueError(
+            f"{what} are {x.dtype} but the model's weights are {weight.dtype}; convert them with "
+            f"x.to({weight.dtype}) (or the model with .to({x.dtype}))"
+        )
+
+
 class Encoder(nn.Module):
     """x (B, 3, H, W) -> [mean, logvar] (B, 2 * latent_channels, H/f, W/f)."""
 
@@ -171,6 +181,7 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
         check_images(x, channels=self.cfg.in_channels, factor=self.downsample_factor)
+        check_dtype(x, self.encoder.conv_in.weight, "images")
         mean, logvar = self.encoder(x).chunk(2, dim=1)  # (B, 2C, h, w) -> 2 x (B, C, h, w)
         return DiagonalGaussian(mean, logvar)
 
@@ -179,6 +190,7 @@ class VAE(nn.Module):
             raise ValueError(
                 f"latents must be (B, {self.cfg.latent_channels}, h, w), got {tuple(z.shape)}"
             )
+        check_dtype(z, self.decoder.conv_in.weight, "latents")
         return self.decoder(z)
 
     def forward(

@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import torch
 from torchvision.utils import make_grid
 
+from ldm_course.checkpoint import atomic_write
 from ldm_course.data import to_uint8
 
 
@@ -34,10 +35,32 @@ def image_grid(
 
 
 def save_grid(images: torch.Tensor, path: str | Path, *, nrow: int = 8) -> None:
-    """Write a PNG grid without matplotlib (exact pixels)."""
+    """Write a PNG grid without matplotlib (exact pixels), atomically (checkpoint.atomic_write)."""
     from PIL import Image
 
-    Image.fromarray(grid_array(images, nrow=nrow).numpy()).save(path)
+    grid = Image.fromarray(grid_array(images, nrow=nrow).numpy())
+    atomic_write(path, lambda tmp: grid.save(tmp, format=image_format(path)))
+
+
+def image_format(path: str | Path) -> str:
+    """PIL's format name for a file name's suffix (the temporary file's own suffix is .tmp)."""
+    from PIL import Image
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in Image.registered_extensions():
+        raise ValueError(f"{path}: unknown image type {suffix or '(none)'!r}; use .png or .jpg")
+    return Image.registered_extensions()[suffix]
+
+
+def comparison_layout(originals: torch.Tensor, recons: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Originals above their reconstructions, each in the same column: (images, nrow) for
+    `save_grid`. Up to 8 images fill one row each; more fill two rows of ceil(n / 2), the
+    odd one out padded with a white tile so nothing shifts."""
+    n = len(originals)
+    nrow = n if n <= 8 else -(-n // 2)
+    cells = nrow * (1 if n <= 8 else 2)
+    blank = torch.ones((cells - n, *originals.shape[1:]), dtype=originals.dtype)  # white
+    return torch.cat([originals, blank, recons, blank]), nrow  # (2 * cells, 3, H, W)
 
 
 def reconstructions(
@@ -130,8 +153,13 @@ def strip(images: Sequence[torch.Tensor], labels: Sequence[str], *, title: str |
 
 
 def save_figure(fig, path: str | Path) -> None:
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    """Write a figure atomically (checkpoint.atomic_write): a kill or full disk mid-write leaves
+    the previous file whole. The format comes from the file name's suffix."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=100, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
 
 
 def labelled_grid(

@@ -1,0 +1,119 @@
+"""Checks of the command line's values, done where they are parsed or before any work starts:
+counts and seeds in range, a device that exists, an output path that can be written, a sample
+count that fits in memory. Each failure is one line naming the value, the problem and the fix."""
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+import torch
+
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes 64 bits
+
+
+def count(text: str) -> int:
+    """argparse type: an integer >= 1 (--n, --nrow, --steps)."""
+    value = _number(text, int, "a whole number")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: it must be a whole number >= 1")
+    return value
+
+
+def seed(text: str) -> int:
+    value = _number(text, int, "a whole number")
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: a seed is in [0, 2**63 - 1]")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """argparse type: a finite float >= 0 (--eta, --guidance)."""
+    value = _number(text, float, "a number")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: it must be a finite number >= 0")
+    return value
+
+
+def _number(text: str, kind: type, what: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    """--device: 'auto' picks the best available; a named device must exist on this machine."""
+    from ldm_course.device import get_device
+
+    if name == "auto":
+        return get_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(
+            f"--device {name!r} is not a device; use auto, cpu, cuda, cuda:1 or mps"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this PyTorch has no CUDA support" if torch.version.cuda is None else "no GPU"
+            raise ValueError(
+                f"--device {name}: CUDA is not available here ({why}); use cpu or auto"
+            )
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise ValueError(
+                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA devices "
+                "(cuda:0 ...); choose one of them"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {name}: Apple's MPS is not available here; use cpu or auto")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def check_output(path: str, *, suffixes: tuple[str, ...], what: str = "--out") -> None:
+    """The output must name a file of a known kind in a folder this process can write."""
+    from ldm_course.run_folder import check_writable
+
+    p = Path(path)
+    if path.endswith(("/", os.sep)) or p.is_dir():
+        raise ValueError(
+            f"{what} {path} is a folder; give a file name, e.g. {p / ('out' + suffixes[0])}"
+        )
+    if p.suffix.lower() not in suffixes:
+        raise ValueError(
+            f"{what} {path}: unknown file type {p.suffix or '(none)'!r}; end the name with one of "
+            f"{', '.join(suffixes)}"
+        )
+    check_writable(p.parent, what)
+
+
+IMAGE_OUT = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def available_memory() -> int:
+    """Bytes this machine can still allocate (MemAvailable on Linux; total memory elsewhere)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_batch_fits(n: int, vae_cfg, image_size: int, *, what: str = "--n") -> None:
+    """Refuse a batch whose decoding cannot fit in memory. Decoding holds a few full-resolution
+    activations of the decoder's first width per image: about 1.5 MB per 64x64 image for the
+    shipped VAE, measured as max RSS of `sample --n 256` minus `--n 16`; 8 of them here, for margin.
+    """
+    width = vae_cfg.base_channels * vae_cfg.channel_mult[0]
+    need = n * 8 * 4 * width * image_size * image_size
+    free = available_memory()
+    if need > free:
+        fits = max(1, free // (need // n))
+        raise ValueError(
+            f"{what} {n} needs about {need / 1e9:.1f} GB to decode, this machine has "
+            f"{free / 1e9:.1f} GB available; use {what} {fits} or less"
+        )
