@@ -13,6 +13,7 @@ import torch
 
 from ldm_course import cli_args
 from ldm_course.cli_args import count, non_negative, resolve_device, seed
+from ldm_course.cli_models import ldm_path, ldm_vae, vae_path
 from ldm_course.config import PRESETS, ldm_preset, override, vae_preset
 
 _device = resolve_device
@@ -21,6 +22,7 @@ _device = resolve_device
 def _data(args, cfg):
     """The built-in Twemoji train split, or the user's own folder of images (--data DIR)."""
     from ldm_course.data import image_folder, twemoji
+    from ldm_course.image_files import folder_summary
 
     labels = getattr(cfg, "labels", "category")  # only the LDM config chooses labels
     if args.data in (None, "twemoji"):
@@ -33,16 +35,6 @@ def _data(args, cfg):
     data = image_folder(args.data, size=cfg.size, resize_to_fit=args.resize)
     print(folder_summary(data, args.data))
     return data
-
-
-def folder_summary(data, root) -> str:
-    """One line: what was loaded from a folder, per class, and what was left out and why."""
-    from collections import Counter
-
-    counts = Counter(data.labels.tolist())
-    classes = ", ".join(f"{name} ({counts[i]})" for i, name in enumerate(data.class_names))
-    skipped = f"; skipped: {', '.join(data.skipped)}" if data.skipped else ""
-    return f"{root}: {len(data)} images in {len(data.class_names)} classes: {classes}{skipped}"
 
 
 def _train(args, preset, train_fn, *extra) -> None:
@@ -80,57 +72,16 @@ def cmd_train_ldm(args) -> None:
     from ldm_course.pretrained import load_vae
     from ldm_course.train_ldm import train_ldm
 
-    vae = load_vae(_vae_path(args.vae))
+    vae = load_vae(vae_path(args.vae))
     _train(args, ldm_preset, partial(train_ldm, vae_source=args.vae or "pretrained"), vae)
-
-
-def _vae_path(value: str | None):
-    """--vae: 'pretrained' (L1 + LPIPS decoder; also when not given), 'pretrained-adversarial', or
-    a run folder / file."""
-    from ldm_course.pretrained import shipped_vae_file
-
-    if value in (None, "pretrained"):
-        return None
-    if value == "pretrained-adversarial":
-        return shipped_vae_file("adversarial")
-    return value
-
-
-def _ldm_path(value: str):
-    """--ldm: 'pretrained' (categories), 'pretrained-subcategory', or a run folder / file."""
-    from ldm_course.pretrained import shipped_unet_file
-
-    if value == "pretrained":
-        return None
-    if value == "pretrained-subcategory":
-        return shipped_unet_file("subcategory")
-    return value
-
-
-def _ldm_vae(args):
-    """The VAE to decode an LDM's latents with: --vae if given, else the one its U-Net recorded
-    (a run's --vae at training time), else the shipped one."""
-    from ldm_course.pretrained import model_meta
-
-    if args.vae is not None or args.ldm in ("pretrained", "pretrained-subcategory"):
-        return _vae_path(args.vae)
-    recorded = model_meta(_ldm_path(args.ldm)).get("vae_source", "given")
-    if recorded in ("given", "pretrained", "pretrained-adversarial"):  # given: trained in Python
-        return _vae_path(None if recorded == "given" else recorded)
-    if not Path(recorded).exists():
-        raise FileNotFoundError(
-            f"--ldm {args.ldm} was trained on the latents of the VAE {recorded!r}, which is not "
-            "there; pass --vae with that VAE (a run folder or .safetensors)"
-        )
-    return recorded
 
 
 def _load_ldm(args):
     from ldm_course.pretrained import load_ldm
 
     return load_ldm(
-        _ldm_path(args.ldm),
-        _ldm_vae(args),
+        ldm_path(args.ldm),
+        ldm_vae(args),
         device=_device(args.device),
         check_vae=not args.force_vae,
     )
@@ -175,17 +126,18 @@ def _class_id(label: str, names: list[str]) -> int:
 
 def cmd_reconstruct(args) -> None:
     from ldm_course.data import image_folder, twemoji
+    from ldm_course.image_files import folder_summary
     from ldm_course.metrics import psnr
     from ldm_course.pretrained import load_vae
     from ldm_course.viz import comparison_layout, save_grid
 
     cli_args.check_output(args.out, suffixes=cli_args.IMAGE_OUT)
-    vae = load_vae(_vae_path(args.vae), device=_device(args.device))
-    data = (
-        twemoji("test")
-        if args.input == "twemoji-test"
-        else image_folder(args.input, resize_to_fit=args.resize)
-    )
+    vae = load_vae(vae_path(args.vae), device=_device(args.device))
+    if args.input == "twemoji-test":
+        data = twemoji("test")
+    else:
+        data = image_folder(args.input, resize_to_fit=args.resize)
+        print(folder_summary(data, args.input))
     cli_args.check_batch_fits(min(args.n, len(data)), vae.cfg, data.images.shape[-1])
     x = data.images[: args.n].to(vae.encoder.conv_in.weight.device)
     with torch.no_grad():
@@ -203,8 +155,8 @@ def cmd_evaluate(args) -> None:
 
     cli_args.check_output(args.out, suffixes=(".json",))
     report = evaluate(
-        vae_path=_ldm_vae(args),
-        unet_path=_ldm_path(args.ldm),
+        vae_path=ldm_vae(args),
+        unet_path=ldm_path(args.ldm),
         compare_vae=args.compare_vae,
         out=args.out,
         num_samples=args.num_samples,

@@ -97,3 +97,13 @@ def rgb_array(img: Image.Image, path: Path) -> np.ndarray:
 def has_alpha(img: Image.Image) -> bool:
     bands = img.getbands()
     return img.mode == "P" or "A" in bands or "a" in bands or "transparency" in img.info
+
+
+def folder_summary(data, root) -> str:
+    """One line: what was loaded from a folder, per class, and what was left out and why."""
+    from collections import Counter
+
+    counts = Counter(data.labels.tolist())
+    classes = ", ".join(f"{name} ({counts[i]})" for i, name in enumerate(data.class_names))
+    skipped = f"; skipped hidden entries: {', '.join(data.skipped)}" if data.skipped else ""
+    return f"{root}: {len(data)} images in {len(data.class_names)} classes: {classes}{skipped}"

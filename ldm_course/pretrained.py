@@ -124,7 +124,7 @@ def load_ldm(
     with it anyway)."""
     unet, meta = load_unet(unet_path, labels=labels, device=device)
     vae = load_vae(vae_path, decoder=decoder, device=device)
-    if check_vae:
+    if check_vae and not (unet_path is None and vae_path is None and decoder == "lpips"):
         check_latent_space(meta, vae, shipped_unet=unet_path is None)
     schedule = make_schedule(meta["schedule"], meta["num_train_timesteps"])
     ldm = LatentDiffusion(vae, unet, schedule, meta["scale_factor"], image_size=meta["image_size"])

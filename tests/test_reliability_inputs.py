@@ -84,7 +84,8 @@ def test_hidden_and_tool_folders_are_skipped_and_reported(tmp_path, capsys):  # 
     args = ["--set", "steps=1", "--set", "batch_size=2", "--set", "vae.norm_groups=4"]
     assert main(["train-vae", "--data", str(tmp_path / "imgs"), "--run-dir", str(out), *args]) == 0
     assert (
-        "2 images in 2 classes: cats (1), dogs (1); skipped: .DS_Store" in capsys.readouterr().out
+        "2 images in 2 classes: cats (1), dogs (1); skipped hidden entries: .DS_Store"
+        in capsys.readouterr().out
     )
 
 
