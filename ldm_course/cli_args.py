@@ -86,7 +86,7 @@ def check_output(path: str, *, suffixes: tuple[str, ...], what: str = "--out") -
             f"{what} {path}: unknown file type {p.suffix or '(none)'!r}; end the name with one of "
             f"{', '.join(suffixes)}"
         )
-    check_writable(p.parent, what)
+    check_writable(p.parent, f"{what} {path}")
 
 
 IMAGE_OUT = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")

@@ -98,7 +98,7 @@ def prepare_run_dir(run_dir: str | Path, config: dict, *, resume: bool, is_main:
         print(f"{run_dir} has no checkpoint yet (stopped before its first): starting at step 0")
     if saved is not None and resume:
         check_same_run(saved, config, run_dir)
-    check_writable(run_dir, "--run-dir")
+    check_writable(run_dir, f"--run-dir {run_dir}")
     remove_partial_files(run_dir)
 
 
@@ -133,7 +133,8 @@ def remove_partial_files(run_dir: Path) -> None:
 
 
 def check_writable(folder: str | Path, what: str) -> None:
-    """Try a write in `folder` (or its nearest existing parent, where it would be created)."""
+    """Try a write in `folder` (or its nearest existing parent, where it would be created);
+    `what` names the option in the message, e.g. "--out samples/grid.png"."""
     folder = Path(folder)
     probe = folder
     while not probe.exists() and probe != probe.parent:
@@ -144,8 +145,8 @@ def check_writable(folder: str | Path, what: str) -> None:
         os.remove(tmp)
     except OSError as err:
         raise PermissionError(
-            f"{what} {folder}: cannot write in {probe} ({err.strerror}); choose a writable "
-            "folder or fix its permissions (nothing was written)"
+            f"{what}: cannot write in {probe} ({err.strerror}); choose a writable folder or fix "
+            "its permissions (nothing was written)"
         ) from None
 
 
