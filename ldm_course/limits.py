@@ -9,32 +9,25 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Range:
-    """low <= value <= high (None: unbounded); open_low / open_high exclude the bound itself."""
+    """low <= value <= high (high None: unbounded; open_high: high itself excluded)."""
 
-    low: float | None = None
+    low: float
     high: float | None = None
-    open_low: bool = False
     open_high: bool = False
 
     def contains(self, value: float) -> bool:
-        if not math.isfinite(value):
+        if not math.isfinite(value) or value < self.low:
             return False
-        if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
-            return False
-        return self.high is None or not (
-            value > self.high or (self.open_high and value == self.high)
-        )
+        return self.high is None or value < self.high or (value == self.high and not self.open_high)
 
     def describe(self) -> str:
         if self.high is None:
-            return f"{'>' if self.open_low else '>='} {self.low:g}"
-        left, right = "(" if self.open_low else "[", ")" if self.open_high else "]"
-        return f"in {left}{self.low:g}, {self.high:g}{right}"
+            return f">= {self.low:g}"
+        return f"in [{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
 
 
 COUNT = Range(1)  # steps, widths, layers: zero builds nothing
 OPTIONAL = Range(0)  # 0 means "off" or "never" (see the field's comment in config.py)
-POSITIVE = Range(0, open_low=True)
 PROBABILITY = Range(0, 1)
 SEED = Range(0, 2**32 - 1)  # step_generator multiplies it by ~1e6: must stay within 64 bits
 
@@ -42,7 +35,7 @@ RANGES: dict[str, Range] = {
     # training
     "steps": COUNT,
     "batch_size": COUNT,
-    "lr": POSITIVE,
+    "lr": OPTIONAL,  # 0 is allowed: tests check that init_from weights arrive unchanged
     "min_lr": OPTIONAL,
     "warmup_steps": OPTIONAL,
     "perceptual_weight": OPTIONAL,

@@ -106,9 +106,12 @@ def check_same_run(saved: dict, config: dict, run_dir: Path) -> None:
     """A resume continues the same run: same settings and (where recorded) the same inputs."""
     for key, what in PROVENANCE.items():
         if key in saved and saved[key] != config.get(key):
+            counts = ""
+            if key == "data":
+                counts = f" ({saved['data']['images']} images then, {config['data']['images']} now)"
             raise ValueError(
-                f"--resume: {run_dir} trained on {what}; resume with the --data and --vae it "
-                "started with, or start a new --run-dir"
+                f"--resume: {run_dir} trained on {what}{counts}; resume with the --data and --vae "
+                "it started with, or start a new --run-dir"
             )
     changed = sorted(
         k for k in set(saved) | set(config) if k not in PROVENANCE and saved.get(k) != config.get(k)
