@@ -152,12 +152,13 @@ def strip(images: Sequence[torch.Tensor], labels: Sequence[str], *, title: str |
     return fig
 
 
-def save_figure(fig, path: str | Path) -> None:
+def save_figure(fig, path: str | Path, *, dpi: int = 100, facecolor: str = "auto") -> None:
     """Write a figure atomically (checkpoint.atomic_write): a kill or full disk mid-write leaves
-    the previous file whole. The format comes from the file name's suffix."""
+    the previous file whole. The format comes from the file name's suffix. Closes the figure."""
     fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    kwargs = {"format": fmt, "dpi": dpi, "bbox_inches": "tight", "facecolor": facecolor}
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=100, bbox_inches="tight"))
+        atomic_write(path, lambda tmp: fig.savefig(tmp, **kwargs))
     finally:
         plt.close(fig)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ldm_course.checkpoint import atomic_write
 from ldm_course.data import TWEMOJI_CATEGORIES, TWEMOJI_SHA256, twemoji_content_hash
 
 IMAGE_DIR = "package/img/twitter/64/"
@@ -66,8 +67,12 @@ def main() -> None:
         "subcategories": np.array([r[4] for r in rows]),  # e.g. "food-fruit", 99 of them
     }
     digest = twemoji_content_hash(arrays)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, **arrays)
+
+    def write(path: Path) -> None:
+        with path.open("wb") as f:  # a file object: np.savez would append .npz to a name
+            np.savez_compressed(f, **arrays)
+
+    atomic_write(args.out, write)
     print(
         f"{len(rows)} images -> {args.out} ({args.out.stat().st_size / 1e6:.1f} MB), sha256 {digest}"
     )

@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ldm_course.checkpoint import atomic_write
 from ldm_course.data import twemoji
 from ldm_course.evaluate import vae_metrics
 from ldm_course.perceptual import LPIPS
@@ -36,7 +37,8 @@ def main() -> None:
             flush=True,
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"test_images": len(test), "rows": rows}, indent=2) + "\n")
+    report = json.dumps({"test_images": len(test), "rows": rows}, indent=2) + "\n"
+    atomic_write(Path(args.out), lambda p: p.write_text(report))
 
 
 if __name__ == "__main__":

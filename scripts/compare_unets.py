@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from ldm_course.checkpoint import atomic_write
 from ldm_course.data import twemoji, twemoji_labels_of
 from ldm_course.evaluate import NEAR_DUPLICATE_RMSE
 from ldm_course.metrics import FeatureExtractor, frechet_distance, nearest_neighbours
@@ -161,14 +162,8 @@ def main() -> None:
             ),
             flush=True,
         )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(
-        json.dumps(
-            {"test_images": len(test), "vae": args.vae, "summary": summary, "rows": rows},
-            indent=2,
-        )
-        + "\n"
-    )
+    report = {"test_images": len(test), "vae": args.vae, "summary": summary, "rows": rows}
+    atomic_write(Path(args.out), lambda p: p.write_text(json.dumps(report, indent=2) + "\n"))
 
 
 if __name__ == "__main__":

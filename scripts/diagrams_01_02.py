@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Polygon  # noqa: E402
 
+from ldm_course.viz import save_figure  # noqa: E402
+
 OUT = Path(__file__).resolve().parent.parent / "images"
 BLUE, ORANGE, GREEN, GRAY, RED = "#dbe9f6", "#fde2c4", "#d9f0d3", "#eeeeee", "#f6d0d0"
 
@@ -128,8 +130,7 @@ def vae_diagram(path: Path) -> None:
         fontsize=9,
     )
     arrow(ax, 5.45, y - 0.85, 5.45, 1.6, style="-", ls="--", color="#777")
-    fig.savefig(path, dpi=110, bbox_inches="tight", facecolor="white")
-    plt.close(fig)
+    save_figure(fig, path, dpi=110, facecolor="white")
 
 
 def lpips_diagram(path: Path) -> None:
@@ -166,8 +167,7 @@ def lpips_diagram(path: Path) -> None:
     )
     ax.text(6.0, 4.25, "LPIPS: compare images in the feature space of a trained network",
             ha="center", fontsize=11, weight="bold")  # fmt: skip
-    fig.savefig(path, dpi=110, bbox_inches="tight", facecolor="white")
-    plt.close(fig)
+    save_figure(fig, path, dpi=110, facecolor="white")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from ldm_course.viz import save_figure
+
 OUT = Path(__file__).resolve().parent.parent / "images"
 
 BLUE, ORANGE, GREEN, GREY, PURPLE = "#dbe9f6", "#fde3c8", "#dcf0d5", "#eeeeee", "#e8ddf3"
@@ -279,8 +281,7 @@ def main() -> None:
         ("04_unet", unet_diagram),
     ):
         fig = make()
-        fig.savefig(OUT / f"{name}.png", dpi=110, bbox_inches="tight", facecolor="white")
-        plt.close(fig)
+        save_figure(fig, OUT / f"{name}.png", dpi=110, facecolor="white")
         print(f"wrote {OUT / name}.png")
 
 

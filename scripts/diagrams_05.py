@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from ldm_course.viz import save_figure
+
 OUT = Path(__file__).resolve().parent.parent / "images"
 PIXEL, LATENT, MODEL, NOTE = "#dbe9f6", "#fde8c8", "#d9f0d3", "#555555"
 
@@ -126,8 +128,7 @@ def pipeline(path: Path) -> None:
         fontsize=12,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight", facecolor="white")
-    plt.close(fig)
+    save_figure(fig, path, dpi=110, facecolor="white")
 
 
 def cfg_geometry(path: Path) -> None:
@@ -179,8 +180,7 @@ def cfg_geometry(path: Path) -> None:
     ax.set_aspect("equal")
     ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight", facecolor="white")
-    plt.close(fig)
+    save_figure(fig, path, dpi=110, facecolor="white")
 
 
 def main() -> None:
