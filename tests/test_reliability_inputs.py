@@ -159,6 +159,12 @@ def test_reconstructions_sit_under_their_originals(n):  # item 8
         assert grid[row * nrow + col][0, 0, 0] == i and below[0, 0, 0] == i + 100
 
 
+def test_reconstruct_nine_through_the_cli_gives_two_rows_of_five_over_two(tmp_path):  # item 8
+    out = tmp_path / "r.png"
+    assert main(["reconstruct", "--n", "9", "--device", "cpu", "--out", str(out)]) == 0
+    assert Image.open(out).size == (5 * 66 + 2, 4 * 66 + 2)  # 64-pixel tiles, 2-pixel padding
+
+
 def test_slerp_states_its_convention_for_opposite_and_zero_vectors():  # item 8
     v = torch.randn(1, 4, 2, 2, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="opposite vectors"):
