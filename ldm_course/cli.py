@@ -16,8 +16,6 @@ from ldm_course.cli_args import count, non_negative, resolve_device, seed
 from ldm_course.cli_models import ldm_path, ldm_vae, vae_path
 from ldm_course.config import PRESETS, ldm_preset, override, vae_preset
 
-_device = resolve_device
-
 
 def _data(args, cfg):
     """The built-in Twemoji train split, or the user's own folder of images (--data DIR)."""
@@ -42,7 +40,7 @@ def _train(args, preset, train_fn, *extra) -> None:
     from ldm_course.distributed import setup_world, teardown
 
     cfg = override(preset(args.preset), args.set)
-    world = setup_world(_device(args.device))
+    world = setup_world(resolve_device(args.device))
     _, history = train_fn(
         cfg,
         args.run_dir,
@@ -82,7 +80,7 @@ def _load_ldm(args):
     return load_ldm(
         ldm_path(args.ldm),
         ldm_vae(args),
-        device=_device(args.device),
+        device=resolve_device(args.device),
         check_vae=not args.force_vae,
     )
 
@@ -132,7 +130,7 @@ def cmd_reconstruct(args) -> None:
     from ldm_course.viz import comparison_layout, save_grid
 
     cli_args.check_output(args.out, suffixes=cli_args.IMAGE_OUT)
-    vae = load_vae(vae_path(args.vae), device=_device(args.device))
+    vae = load_vae(vae_path(args.vae), device=resolve_device(args.device))
     if args.input == "twemoji-test":
         data = twemoji("test")
     else:
@@ -162,7 +160,7 @@ def cmd_evaluate(args) -> None:
         num_samples=args.num_samples,
         ddpm=not args.skip_ddpm,
         ddpm_samples=args.ddpm_samples,
-        device=_device(args.device),
+        device=resolve_device(args.device),
         seed=args.seed,
     )
     print(report)
