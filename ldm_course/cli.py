@@ -167,7 +167,7 @@ def cmd_evaluate(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ldm-course", description=__doc__.splitlines()[0])
+    p = cli_args.Parser(prog="ldm-course", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp):

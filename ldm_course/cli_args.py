@@ -12,6 +12,13 @@ import torch
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes 64 bits
 
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block above them; --help has it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def count(text: str) -> int:
     """argparse type: an integer >= 1 (--n, --nrow, --steps)."""
     value = _number(text, int, "a whole number")
