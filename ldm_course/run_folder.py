@@ -89,15 +89,21 @@ def prepare_run_dir(run_dir: str | Path, config: dict, *, resume: bool, is_main:
             "it or choose a new --run-dir (nothing was overwritten)"
         )
     if resume and "checkpoint.safetensors" not in present:
-        if "model.safetensors" in present or saved is None:
-            what = "a trained model.safetensors" if "model.safetensors" in present else "no run"
+        if "model.safetensors" in present:
             raise FileExistsError(
-                f"--resume: {run_dir} holds {what} but no checkpoint.safetensors to continue "
-                "from; choose a new --run-dir (nothing was overwritten)"
+                f"--resume: {run_dir} holds a trained model.safetensors but no "
+                "checkpoint.safetensors to continue from; choose a new --run-dir (nothing was "
+                "overwritten)"
             )
-        print(f"{run_dir} has no checkpoint yet (stopped before its first): starting at step 0")
+        if saved is None:
+            raise FileNotFoundError(
+                f"--resume: {run_dir} holds no run to continue (no config.json); drop --resume "
+                "to start one there"
+            )
     if saved is not None and resume:
         check_same_run(saved, config, run_dir)
+        if "checkpoint.safetensors" not in present:
+            print(f"{run_dir} has no checkpoint yet (stopped before its first): starting at step 0")
     check_writable(run_dir, f"--run-dir {run_dir}")
     remove_partial_files(run_dir)
 

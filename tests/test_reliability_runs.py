@@ -80,6 +80,10 @@ def test_resume_on_a_missing_folder_is_refused(tmp_path, capsys):  # item 9
     with pytest.raises(FileNotFoundError, match="drop --resume"):
         vae_run(tmp_path / "nothing", resume=True)
     assert not (tmp_path / "nothing").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no run to continue"):
+        vae_run(tmp_path / "empty", resume=True)
+    assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_an_unwritable_run_folder_is_refused_before_training(tmp_path, monkeypatch):  # item 10
