@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from ldm_course.checkpoint import load_json
@@ -27,6 +28,7 @@ RUN_FILES = (
     "samples.png",
     "reconstructions.png",
 )
+STARTED = time.time()  # when this process imported the package
 # what a run trained on, recorded in config.json beside the settings (absent in older runs)
 PROVENANCE = {
     "data": "other data (another --data folder, or its files changed)",
@@ -49,14 +51,18 @@ def run_files(run_dir: Path) -> list[str]:
 
 
 def partial_files(run_dir: Path) -> list[Path]:
-    """Temporaries of atomic_write ('.<name>.<random>.tmp') that a kill left behind."""
+    """Temporaries of atomic_write ('.<name>.<random>.tmp') that a kill left behind: older than
+    this process, so never one that another rank of this run (which caches latents too) writes."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
     return sorted(
         p
         for p in run_dir.iterdir()
-        if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file()
+        if p.name.startswith(".")
+        and p.name.endswith(".tmp")
+        and p.is_file()
+        and p.stat().st_mtime < STARTED
     )
 
 

@@ -121,6 +121,7 @@ def p3_partial_files(tmp: Path):
     train_vae(run, data)
     junk = run / ".checkpoint.safetensors.killed.tmp"
     junk.write_bytes(b"\0" * 1_000_000)
+    os.utime(junk, (0, 0))  # as if an earlier process, killed, had left it
     code, out, err = train_vae(run, data, resume=True)
     return not junk.exists() and "removed" in out, f"exit {code}; left: {junk.exists()}"
 

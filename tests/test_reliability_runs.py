@@ -1,6 +1,7 @@
 """Issue 18, run folders: nothing lost (items 1, 3, 9, 10), nothing silently wrong on resume or
 sampling (items 4, 5), and refusals before any work (item 12's run-folder cases)."""
 
+import os
 from dataclasses import replace
 
 import pytest
@@ -37,8 +38,11 @@ def test_partial_files_of_killed_writes_are_removed_on_restart(tmp_path, capsys)
     vae_run(run)
     junk = run / ".checkpoint.safetensors.abc123.tmp"
     junk.write_bytes(b"\0" * 2_000_000)
+    os.utime(junk, (0, 0))  # left by an earlier process (one of this run's own ranks is newer)
+    fresh = run / ".latents.safetensors.rank1.tmp"  # another rank of this run, writing now
+    fresh.write_bytes(b"\0")
     vae_run(run, resume=True)
-    assert not junk.exists()
+    assert not junk.exists() and fresh.exists()
     assert "removed 1 partial files (2.0 MB)" in capsys.readouterr().out
 
 
