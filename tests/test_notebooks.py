@@ -73,3 +73,18 @@ def test_every_code_cell_was_executed(name):
             if c.cell_type == "code"
             for o in c.outputs
         )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_live_figure_is_checked_against_its_saved_value(name):
+    """A cell that prints a live figure (≈) checks it with expect_saved, and the saved outputs of
+    both editions show every such check passing (docs/NOTEBOOK_GUIDE.md)."""
+    for edition in ("solutions", "notebooks"):
+        nb = nbformat.read(ROOT / edition / f"{name}.ipynb", as_version=4)
+        for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+            text = _outputs_text(nbformat.from_dict({"cells": [cell]}))
+            calls = cell.source.count("expect_saved(")
+            if "≈" in text:
+                assert calls, f"{edition}/{name} code cell {i} prints ≈ figures but checks none"
+            assert text.count("replay ✓") == calls, f"{edition}/{name} code cell {i}: {text[-500:]}"
+            assert "replay ✗" not in text
