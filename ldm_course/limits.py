@@ -69,12 +69,21 @@ RANGES: dict[str, Range] = {
     "num_layers": COUNT,
 }
 
+# settings that are one of a few names
+CHOICES: dict[str, tuple[str, ...]] = {
+    "precision": ("auto", "fp32", "bf16", "fp16"),  # ldm_course.precision
+}
+
 
 def check_setting(name: str, value: Any, *, label: str = "") -> None:
     """Raise a one-line error naming the setting (`label`, e.g. "vae.base_channels"; default
-    `name`) and its allowed range if `value` is outside it. Tuples are checked item by item; None,
+    `name`) and its allowed range (or names) if `value` is outside it. Tuples are checked item by item; None,
     booleans and strings are not numbers here."""
     label = label or name
+    if name in CHOICES:
+        if value not in CHOICES[name]:
+            raise ValueError(f"{label}={value!r}: choose one of {', '.join(CHOICES[name])}")
+        return
     if value is None or isinstance(value, bool | str):
         return
     items = value if isinstance(value, tuple) else (value,)

@@ -8,7 +8,8 @@ before in this process, so a run killed at step s and resumed ends where an unin
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from ldm_course.checkpoint import (
     save_tensors,
 )
 from ldm_course.distributed import World, mean_over_ranks
+from ldm_course.precision import autocast, choose_precision, describe, grad_scaler
 from ldm_course.run_folder import check_free_space, check_same_run
 
 
@@ -100,11 +102,49 @@ class EMA:
             {k: v.to(model.state_dict()[k].dtype) for k, v in self.shadow.items()}
         )
 
+    @contextmanager
+    def applied_to(self, model: nn.Module) -> Iterator[None]:
+        """Inside: `model` holds the EMA weights (to sample a preview); after: its own again."""
+        backup = {k: v.clone() for k, v in model.state_dict().items()}
+        self.copy_to(model)
+        try:
+            yield
+        finally:
+            model.load_state_dict(backup)
+
+
+@contextmanager
+def global_torch_state(seed: int, *, num_threads: int = 0, device: torch.device) -> Iterator[None]:
+    """Inside: torch's global RNG seeded with `seed` (nn.Module constructors draw initial weights
+    from it) and `num_threads` CPU threads (0: unchanged). On exit both are as the caller had them,
+    so a notebook that trains a model draws the same numbers afterwards as if it had not."""
+    threads = torch.get_num_threads()
+    cpu_state = torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
+    mps_state = torch.mps.get_rng_state() if device.type == "mps" else None
+    try:
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        torch.default_generator.manual_seed(seed)
+        if cuda_states is not None:
+            torch.cuda.manual_seed_all(seed)
+        if mps_state is not None:
+            torch.mps.manual_seed(seed)
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_rng_state(cpu_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+        if mps_state is not None:
+            torch.mps.set_rng_state(mps_state)
+
 
 @dataclass
 class Loop:
     """What `fit` needs. `cfg` is a VAETrainConfig or LDMTrainConfig (steps, seed, lr schedule,
-    logging and checkpoint intervals); `step_fn(step, generator) -> (loss, parts)` is one forward."""
+    logging, checkpoint intervals, precision); `step_fn(step, generator) -> (loss, parts)` is one
+    forward pass (fit runs it under autocast when the precision is bf16 or fp16)."""
 
     run_dir: Path
     config: dict  # written to config.json; a resume must match it
@@ -125,12 +165,14 @@ class Loop:
 
 def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
     """Run (or resume) the loop to `loop.cfg.steps`; returns the history {"step": [...], "loss": [...], ...}."""
-    check_amp(loop.cfg, loop.world.device)
+    device = loop.world.device
+    precision = choose_precision(device, loop.cfg.precision)
+    scaler = grad_scaler(device, precision)  # a pass-through unless fp16
     run_dir = Path(loop.run_dir)
     ckpt = run_dir / "checkpoint.safetensors"
     start, history = 0, {"step": [], "seconds": []}
     if resume and ckpt.exists():
-        start, history = restore(loop, run_dir)
+        start, history = restore(loop, run_dir, precision, scaler)
     elif ckpt.exists():
         raise FileExistsError(
             f"{run_dir} already holds a checkpoint; pass --resume to continue it "
@@ -140,6 +182,8 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
         check_free_space(run_dir, run_bytes(loop), "--run-dir")
     if not ckpt.exists() and loop.world.is_main:
         save_json(run_dir / "config.json", loop.config)
+    if loop.cfg.precision != "fp32" and loop.world.is_main:
+        print(describe(precision, device))  # the choice "auto" made, or the one asked for
     elapsed = history["seconds"][-1] if history["seconds"] else 0.0
     t0 = time.perf_counter() - elapsed
     bar = tqdm(
@@ -154,10 +198,12 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
     for step in bar:
         for group in loop.optimizer.param_groups:
             group["lr"] = loop.lr_at(step)
-        loss, parts = loop.step_fn(step, step_generator(loop.cfg.seed, step))
+        with autocast(device, precision):
+            loss, parts = loop.step_fn(step, step_generator(loop.cfg.seed, step))
         loop.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        loop.optimizer.step()
+        scaler.scale(loss).backward()  # fp16: loss * scale, so small gradients do not underflow
+        scaler.step(loop.optimizer)  # unscales; skips the step if a gradient is inf or nan
+        scaler.update()
         if loop.ema is not None:
             loop.ema.update(loop.model, step)
         done = step + 1
@@ -172,7 +218,7 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
             if (
                 loop.cfg.checkpoint_every and done % loop.cfg.checkpoint_every == 0
             ) or done == loop.cfg.steps:
-                save_checkpoint(loop, ckpt, done, history)
+                save_checkpoint(loop, ckpt, done, history, precision, scaler)
             if (
                 loop.artifacts
                 and loop.cfg.sample_every
@@ -193,36 +239,45 @@ def run_bytes(loop: Loop) -> int:
     return 2 * 4 * model + model + 8_000_000
 
 
-def check_amp(cfg, device: torch.device) -> None:
-    """Mixed precision here means bf16 autocast on CUDA (no loss scaling needed); say so clearly
-    where that is unavailable instead of silently training in another precision."""
-    if not getattr(cfg, "amp", False):
-        return
-    if device.type != "cuda":
-        raise ValueError(f"amp=True needs a CUDA device, got {device.type}; use --set amp=false")
-    if not torch.cuda.is_bf16_supported():
-        raise ValueError(
-            "amp=True uses bf16, which this GPU does not support (e.g. a T4); "
-            "use --set amp=false (fp32) on it"
-        )
-
-
-def save_checkpoint(loop: Loop, path: Path, step: int, history: dict) -> None:
+def save_checkpoint(
+    loop: Loop,
+    path: Path,
+    step: int,
+    history: dict,
+    precision: str = "fp32",
+    scaler: torch.amp.GradScaler | None = None,
+) -> None:
     tensors = {f"model.{k}": v for k, v in loop.model.state_dict().items()}
     opt_tensors, opt_meta = optimizer_tensors(loop.optimizer)
     tensors.update(opt_tensors)
     if loop.ema is not None:
         tensors.update({f"ema.{k}": v for k, v in loop.ema.shadow.items()})
-    save_tensors(path, tensors, {"step": step, "history": history, "optimizer": opt_meta})
+    meta = {"step": step, "history": history, "optimizer": opt_meta, "precision": precision}
+    if scaler is not None and scaler.is_enabled():
+        meta["grad_scaler"] = scaler.state_dict()  # scale and growth tracker: exact resume
+    save_tensors(path, tensors, meta)
     if loop.export:
         loop.export(path.parent / "model.safetensors")
 
 
-def restore(loop: Loop, run_dir: Path) -> tuple[int, dict]:
-    """Load model, optimizer and EMA; refuse a run whose config.json differs from this one (in
-    its settings or in what it trained on)."""
+def restore(
+    loop: Loop,
+    run_dir: Path,
+    precision: str = "fp32",
+    scaler: torch.amp.GradScaler | None = None,
+) -> tuple[int, dict]:
+    """Load model, optimizer, EMA and gradient scaler; refuse a run whose config.json differs from
+    this one (in its settings or in what it trained on) or that trained in another precision."""
     check_same_run(load_json(run_dir / "config.json"), loop.config, run_dir)
     tensors, meta = load_tensors(run_dir / "checkpoint.safetensors")
+    before = meta.get("precision", "fp32")  # older checkpoints: fp32 or bf16, never scaled
+    if before != precision:
+        raise ValueError(
+            f"--resume: {run_dir} trained in {before}, this device would continue in {precision}; "
+            f"resume it with --set precision={before} (or on a device that supports it)"
+        )
+    if scaler is not None and scaler.is_enabled() and "grad_scaler" in meta:
+        scaler.load_state_dict(meta["grad_scaler"])
     load_weights(loop.model, _strip(tensors, "model."), source=str(run_dir))
     load_optimizer(
         loop.optimizer,

@@ -102,7 +102,7 @@ def test_sample_by_category(tmp_path, label):
     )
 
 
-def test_gpu_preset_on_cpu_explains_amp(capsys, tmp_path):
+def test_an_unknown_precision_is_refused_before_anything_is_written(capsys, tmp_path):
     code = main(
         [
             "train-vae",
@@ -111,14 +111,14 @@ def test_gpu_preset_on_cpu_explains_amp(capsys, tmp_path):
             "--device",
             "cpu",
             "--set",
-            "steps=1",
+            "precision=half",
             "--run-dir",
             str(tmp_path / "r"),
         ]
     )
     assert code == 2
-    assert "amp=True needs a CUDA device" in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()  # refused before writing anything
+    assert "precision='half': choose one of auto, fp32, bf16, fp16" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_subcategory_labels_on_a_folder_are_refused(capsys, tmp_path):
