@@ -66,7 +66,8 @@ def guided_eps(
 
 
 class LatentDiffusion(nn.Module):
-    """VAE + U-Net + schedule + scale_factor: the whole miniature Stable Diffusion."""
+    """VAE + U-Net + schedule + scale_factor (+ the names of the classes it is conditioned on):
+    the whole miniature Stable Diffusion."""
 
     def __init__(
         self,
@@ -76,8 +77,10 @@ class LatentDiffusion(nn.Module):
         scale_factor: float,
         *,
         image_size: int = 64,
+        class_names: tuple[str, ...] | list[str] = (),
     ):
         super().__init__()
+        self.class_names = tuple(class_names)  # label names, class id -> name (empty: unnamed)
         if image_size % vae.downsample_factor:
             raise ValueError(
                 f"image_size={image_size} is not a multiple of the VAE's factor {vae.downsample_factor}"
@@ -121,23 +124,53 @@ class LatentDiffusion(nn.Module):
 
     def training_step(
         self,
-        z_0: torch.Tensor,
+        mean: torch.Tensor,
+        std: torch.Tensor,
         y: torch.Tensor | None = None,
         *,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator,
         cond_drop_prob: float = 0.0,
+        min_snr_gamma: float = 0.0,
+        mirror: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        eps_model: Callable[..., torch.Tensor] | None = None,
+        shard: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """One epsilon-prediction loss on scaled latents z_0 (B, C, h, w): draws t ~ U{0..T-1} and
-        eps ~ N(0, I), and replaces labels by the null class with probability cond_drop_prob."""
-        b = z_0.shape[0]
-        t = torch.randint(0, self.schedule.num_steps, (b,), generator=generator).to(
-            z_0.device
-        )  # (B,)
-        noise = torch.randn(z_0.shape, generator=generator).to(z_0.device)  # (B, C, h, w)
-        if y is not None and cond_drop_prob > 0:
-            drop = torch.rand(b, generator=generator).to(z_0.device) < cond_drop_prob  # (B,)
-            y = torch.where(drop, torch.full_like(y, self.unet.cfg.num_classes), y)
-        return diffusion_loss(self.unet, z_0, t, noise, self.schedule, y)
+        """The loss of one training step (LDM eq. 2: DDPM eq. 14 on scaled latents); `train_ldm`
+        trains the shipped U-Nets with it.
+
+        mean, std: the posterior q(z|x) of the batch's images, (B, C, h, w) each; y: (B,) labels.
+        Every random number comes from `generator` (on the CPU), always in this order, so a step
+        is a function of its generator's seed and a resumed run repeats it exactly:
+          1. z_0 = scale_factor * (mean + std * eps_z)   a fresh sample of q(z|x), eps_z ~ N(0, I)
+          2. t ~ U{0, ..., T-1}
+          3. eps ~ N(0, I), the noise to predict
+          4. labels -> the null class with probability cond_drop_prob (classifier-free guidance)
+          5. only with mirror = (mean, std, mirrorable) of the mirror images: each latent comes
+             from its mirror image with probability 1/2 where mirrorable (flip augmentation;
+             drawn last, so draws 1-4 are the same with and without it)
+        min_snr_gamma: Min-SNR weights (diffusion_loss). eps_model: the network to train (default
+        self.unet; train_ldm passes it wrapped for DDP). shard: the rows of the batch this process
+        trains on (DDP; default all of them).
+        """
+        b = mean.shape[0]
+        eps_z = torch.randn(mean.shape, generator=generator)  # (B, C, h, w)
+        t = torch.randint(0, self.schedule.num_steps, (b,), generator=generator)  # (B,)
+        noise = torch.randn(mean.shape, generator=generator)  # (B, C, h, w)
+        drop = torch.rand(b, generator=generator) < cond_drop_prob  # (B,)
+        if mirror is not None:
+            mirror_mean, mirror_std, mirrorable = mirror
+            flipped = (torch.rand(b, generator=generator) < 0.5) & mirrorable  # (B,)
+            m = flipped.view(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
+            mean, std = torch.where(m, mirror_mean, mean), torch.where(m, mirror_std, std)
+        z_0 = (mean + std * eps_z) * self.scale_factor  # (B, C, h, w)
+        if y is not None:
+            y = torch.where(drop, torch.full_like(y, self.unet.cfg.num_classes), y)  # null class
+        shard = shard or (lambda v: v)
+        z_0, t, noise = (shard(v).to(self.device) for v in (z_0, t, noise))
+        y = shard(y).to(self.device) if y is not None else None
+        return diffusion_loss(
+            eps_model or self.unet, z_0, t, noise, self.schedule, y, min_snr_gamma=min_snr_gamma
+        )
 
     @torch.no_grad()
     def generate(

@@ -127,9 +127,14 @@ def load_ldm(
     if check_vae and not (unet_path is None and vae_path is None and decoder == "lpips"):
         check_latent_space(meta, vae, shipped_unet=unet_path is None)
     schedule = make_schedule(meta["schedule"], meta["num_train_timesteps"])
-    ldm = LatentDiffusion(vae, unet, schedule, meta["scale_factor"], image_size=meta["image_size"])
-    ldm.class_names = tuple(meta.get("class_names", ()))
-    return ldm.eval()
+    return LatentDiffusion(
+        vae,
+        unet,
+        schedule,
+        meta["scale_factor"],
+        image_size=meta["image_size"],
+        class_names=meta.get("class_names", ()),
+    ).eval()
 
 
 def model_meta(path: str | Path | None, kind: str = "unet") -> dict:

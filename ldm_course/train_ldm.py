@@ -2,7 +2,8 @@
 measure the scale factor, then epsilon-prediction on scaled latents with EMA and label dropout."""
 
 import hashlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -10,13 +11,20 @@ import torch
 from ldm_course.checkpoint import load_tensors, save_tensors
 from ldm_course.config import LDMTrainConfig, to_dict
 from ldm_course.data import TensorImageDataset, classes_in_turn, twemoji
-from ldm_course.diffusion import LatentDiffusion, diffusion_loss
+from ldm_course.diffusion import LatentDiffusion
 from ldm_course.distributed import World, wrap
 from ldm_course.latents import encoder_fingerprint, estimate_scale_factor
 from ldm_course.limits import check_batch_size, check_config
 from ldm_course.run_folder import dataset_fingerprint, prepare_run_dir
 from ldm_course.schedules import make_schedule
-from ldm_course.train import EMA, Loop, batch_indices, fit, group_batch_indices
+from ldm_course.train import (
+    EMA,
+    Loop,
+    batch_indices,
+    fit,
+    global_torch_state,
+    group_batch_indices,
+)
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
 from ldm_course.viz import image_grid, plot_history, save_figure
@@ -95,6 +103,80 @@ def init_weights(unet: UNet, cfg: LDMTrainConfig, scale_factor: float, latents_k
     unet.load_state_dict(init.state_dict())
 
 
+@dataclass
+class TrainingLatents:
+    """What each batch of train_ldm is drawn from: the cached posterior q(z|x) of every image."""
+
+    mean: torch.Tensor  # (N, C, h, w)
+    std: torch.Tensor  # (N, C, h, w)
+    labels: torch.Tensor | None  # (N,) class ids; None: an unconditional model
+    groups: torch.Tensor | None = None  # (N,) group ids, for sample_by="group"
+    # flip=true: posterior mean and std of the mirror images, and which images may be mirrored
+    mirror: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+
+def ldm_step(
+    step: int,
+    gen: torch.Generator,
+    *,
+    ldm: LatentDiffusion,
+    model: torch.nn.Module,
+    latents: TrainingLatents,
+    cfg: LDMTrainConfig,
+    world: World,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The batch of `step` (a function of the seed and the step), then LatentDiffusion.training_step."""
+    if cfg.sample_by == "group":
+        idx = group_batch_indices(
+            step, groups=latents.groups, batch_size=cfg.batch_size, seed=cfg.seed
+        )  # (B,)
+    else:
+        idx = batch_indices(step, n=len(latents.mean), batch_size=cfg.batch_size, seed=cfg.seed)
+    mirror = tuple(v[idx] for v in latents.mirror) if latents.mirror is not None else None
+    loss = ldm.training_step(
+        latents.mean[idx],
+        latents.std[idx],
+        latents.labels[idx] if latents.labels is not None else None,
+        generator=gen,
+        cond_drop_prob=cfg.cond_drop_prob,
+        min_snr_gamma=cfg.min_snr_gamma,
+        mirror=mirror,
+        eps_model=model,  # the U-Net, wrapped for DDP on several GPUs
+        shard=world.shard,
+    )
+    return loss, {"loss": loss.item()}
+
+
+def write_samples(step: int, history: dict, *, ldm: LatentDiffusion, ema: EMA, run_dir: Path):
+    """samples.png (EMA weights, DDIM 25): two per class, or for 16 classes spread over many
+    (99 subcategories); and loss.png."""
+    num_classes = ldm.unet.cfg.num_classes
+    y = None
+    if num_classes:
+        y = classes_in_turn(min(num_classes, 16), num_classes).repeat(2).to(ldm.device)
+    n = 16 if y is None else len(y)
+    ldm.unet.eval()
+    with ema.applied_to(ldm.unet):
+        images = ldm.generate(
+            n,
+            steps=25,
+            y=y,
+            guidance_scale=3.0,
+            progress=False,
+            generator=torch.Generator().manual_seed(0),
+        )
+    ldm.unet.train()
+    title = f"step {step} (EMA, DDIM 25)"
+    save_figure(image_grid(images, nrow=n // 2, title=title), run_dir / "samples.png")
+    if history["step"]:
+        save_figure(plot_history(history), run_dir / "loss.png")
+
+
+def save_unet(path: Path, *, ema: EMA, meta: dict) -> None:
+    """model.safetensors: the EMA weights and what loading them needs (pretrained.load_unet)."""
+    save_tensors(path, ema.shadow, meta)
+
+
 def train_ldm(
     cfg: LDMTrainConfig,
     run_dir: str | Path,
@@ -109,15 +191,19 @@ def train_ldm(
 ) -> tuple[LatentDiffusion, dict]:
     """Train (or resume) the U-Net on latents of `data` (default: Twemoji train split at cfg.size).
 
-    Returns the LatentDiffusion with EMA weights (eval mode) and the history. The scale factor is
-    1 / std of latents sampled from q(z|x) over the whole training set, stored with the weights.
+    Returns the LatentDiffusion with EMA weights (eval mode, with the data's class names) and the
+    history. The scale factor is 1 / std of latents sampled from q(z|x) over the whole training
+    set, stored with the weights. The caller's thread count and global RNG are left as they were.
     """
     check_config(cfg)
     device = torch.device(device)
     world = world or World(device=device)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    run_dir = Path(run_dir)
+    with global_torch_state(cfg.seed, num_threads=cfg.num_threads, device=world.device):
+        return _train_ldm(cfg, Path(run_dir), vae, vae_source, data, resume, world, progress)
+
+
+def _train_ldm(cfg, run_dir, vae, vae_source, data, resume, world, progress):
+    """train_ldm inside global_torch_state (the initial weights come from cfg.seed)."""
     data = data if data is not None else twemoji("train", size=cfg.size, labels=cfg.labels)
     if cfg.sample_by not in ("image", "group"):
         raise ValueError(f"sample_by must be 'image' or 'group', got {cfg.sample_by!r}")
@@ -144,7 +230,8 @@ def train_ldm(
     # seed 0 whatever cfg.seed: the factor belongs to the VAE and data, not to the run
     z_all = mean + std * torch.randn(mean.shape, generator=torch.Generator().manual_seed(0))
     scale_factor = estimate_scale_factor(z_all)
-    labels = data.labels
+    num_classes = data.num_classes if cfg.conditional else None
+    latents = TrainingLatents(mean, std, data.labels if num_classes else None, data.groups)
     if cfg.flip:  # the encoder is not mirror-equivariant: encode the mirror images too
         mean_m, std_m = cache_latents(
             vae, data.images.flip(-1), run_dir / "latents-mirrored.safetensors"
@@ -152,111 +239,43 @@ def train_ldm(
         mirrorable = data.mirrorable  # (N,) bools; None: every image
         if mirrorable is None:
             mirrorable = torch.ones(len(mean), dtype=torch.bool)
+        latents.mirror = (mean_m, std_m, mirrorable)
 
-    num_classes = data.num_classes if cfg.conditional else None
     unet_cfg = replace(cfg.unet, num_classes=num_classes)
-    torch.manual_seed(cfg.seed)  # the initial weights
-    unet = UNet(unet_cfg).to(world.device)
+    unet = UNet(unet_cfg).to(
+        world.device
+    )  # initial weights from the global RNG, seeded by cfg.seed
     if cfg.init_from:
         init_weights(unet, cfg, scale_factor, latents_key)
-    model = wrap(unet, world)
     schedule = make_schedule(cfg.schedule, cfg.num_train_timesteps)
-    ldm = LatentDiffusion(vae, unet, schedule, scale_factor, image_size=cfg.size)
+    ldm = LatentDiffusion(
+        vae, unet, schedule, scale_factor, image_size=cfg.size, class_names=data.class_names
+    )
     ema = EMA(unet, cfg.ema_decay)
-    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
-
-    def step_fn(step: int, gen: torch.Generator):
-        if cfg.sample_by == "group":
-            idx = group_batch_indices(
-                step, groups=data.groups, batch_size=cfg.batch_size, seed=cfg.seed
-            )  # (B,)
-        else:
-            idx = batch_indices(step, n=len(mean), batch_size=cfg.batch_size, seed=cfg.seed)
-        b = len(idx)
-        eps_z = torch.randn((b, *mean.shape[1:]), generator=gen)  # posterior sample noise
-        t = torch.randint(0, schedule.num_steps, (b,), generator=gen)  # (B,)
-        noise = torch.randn((b, *mean.shape[1:]), generator=gen)  # (B, C, h, w)
-        drop = torch.rand(b, generator=gen) < cfg.cond_drop_prob  # (B,)
-        mu, sigma = mean[idx], std[idx]  # (B, C, h, w) each
-        if cfg.flip:  # drawn last, so every other draw of this step is as without flips
-            mirror = (torch.rand(b, generator=gen) < 0.5) & mirrorable[idx]  # (B,)
-            m = mirror.view(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
-            mu, sigma = torch.where(m, mean_m[idx], mu), torch.where(m, std_m[idx], sigma)
-        z_0 = (mu + sigma * eps_z) * scale_factor  # scaled latents, (B, C, h, w)
-        y = None
-        if num_classes is not None:
-            y = torch.where(
-                drop, torch.full_like(labels[idx], num_classes), labels[idx]
-            )  # null class
-        shard = [
-            world.shard(v).to(world.device) if v is not None else None for v in (z_0, t, noise, y)
-        ]
-        with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-            loss = diffusion_loss(
-                model, *shard[:3], schedule, shard[3], min_snr_gamma=cfg.min_snr_gamma
-            )
-        return loss, {"loss": loss.item()}
-
-    def with_ema(fn):
-        backup = {k: v.clone() for k, v in unet.state_dict().items()}
-        ema.copy_to(unet)
-        try:
-            return fn()
-        finally:
-            unet.load_state_dict(backup)
-
-    def artifacts(step: int, history: dict) -> None:
-        # two samples for each class, or for 16 classes spread over many (99 subcategories)
-        y = None
-        if num_classes:
-            y = classes_in_turn(min(num_classes, 16), num_classes).repeat(2).to(world.device)
-        n = 16 if y is None else len(y)
-
-        def sample():
-            unet.eval()
-            out = ldm.generate(
-                n,
-                steps=25,
-                y=y,
-                guidance_scale=3.0,
-                progress=False,
-                generator=torch.Generator().manual_seed(0),
-            )
-            unet.train()
-            return out
-
-        save_figure(
-            image_grid(with_ema(sample), nrow=n // 2, title=f"step {step} (EMA, DDIM 25)"),
-            run_dir / "samples.png",
-        )
-        if history["step"]:
-            save_figure(plot_history(history), run_dir / "loss.png")
-
-    def export(path: Path) -> None:
-        meta = {
-            "kind": "unet",
-            "config": to_dict(unet_cfg),
-            "scale_factor": scale_factor,
-            "latents_fingerprint": latents_key,  # encoder weights + training images (init_from)
-            "encoder_fingerprint": encoder_fingerprint(vae),  # the latent space (sample --vae)
-            "schedule": cfg.schedule,
-            "num_train_timesteps": cfg.num_train_timesteps,
-            "image_size": cfg.size,
-            "vae_source": vae_source,
-            "class_names": list(data.class_names),
-        }
-        save_tensors(path, ema.shadow, meta)
-
+    meta = {
+        "kind": "unet",
+        "config": to_dict(unet_cfg),
+        "scale_factor": scale_factor,
+        "latents_fingerprint": latents_key,  # encoder weights + training images (init_from)
+        "encoder_fingerprint": encoder_fingerprint(vae),  # the latent space (sample --vae)
+        "schedule": cfg.schedule,
+        "num_train_timesteps": cfg.num_train_timesteps,
+        "image_size": cfg.size,
+        "vae_source": vae_source,
+        "class_names": list(data.class_names),
+    }
     loop = Loop(
         run_dir=run_dir,
         config=config,
         cfg=cfg,
         model=unet,
-        optimizer=opt,
-        step_fn=step_fn,
+        optimizer=torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0),
+        step_fn=partial(
+            ldm_step, ldm=ldm, model=wrap(unet, world), latents=latents, cfg=cfg, world=world
+        ),
         ema=ema,
-        artifacts=artifacts,
-        export=export,
+        artifacts=partial(write_samples, ldm=ldm, ema=ema, run_dir=run_dir),
+        export=partial(save_unet, ema=ema, meta=meta),
         world=world,
         progress=progress,
     )

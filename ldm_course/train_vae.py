@@ -1,6 +1,7 @@
 """Train the autoencoder (notebook 01, `ldm-course train-vae`): L1 (or L2) + LPIPS + tiny KL,
 optionally + a PatchGAN adversarial term for the decoder (discriminator.py)."""
 
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -12,7 +13,7 @@ from ldm_course.discriminator import PatchDiscriminator, adversarial_terms
 from ldm_course.distributed import World, wrap
 from ldm_course.limits import check_batch_size, check_config
 from ldm_course.run_folder import dataset_fingerprint, prepare_run_dir
-from ldm_course.train import Loop, batch_indices, fit
+from ldm_course.train import Loop, batch_indices, fit, global_torch_state
 from ldm_course.vae import VAE, vae_loss
 from ldm_course.viz import plot_history, reconstructions, save_figure
 
@@ -31,6 +32,71 @@ def init_vae(vae: VAE, source: str) -> None:
     vae.load_state_dict(init.state_dict())
 
 
+def vae_step(
+    step: int,
+    gen: torch.Generator,
+    *,
+    vae: VAE,
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    lpips: torch.nn.Module | None,
+    disc: PatchDiscriminator | None,
+    cfg: VAETrainConfig,
+    world: World,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """One step's loss: vae_loss on the batch of `step`, plus the adversarial terms with a
+    discriminator. The posterior's noise is drawn from `gen` for the whole batch, so a batch split
+    over GPUs is trained on the same noise as on one."""
+    frozen = not cfg.train_encoder or (cfg.freeze_encoder_at and step >= cfg.freeze_encoder_at)
+    vae.encoder.requires_grad_(not frozen)
+    idx = batch_indices(step, n=len(images), batch_size=cfg.batch_size, seed=cfg.seed)
+    x = images[world.shard(idx)].to(world.device)  # (B / world, 3, S, S)
+    h = cfg.size // vae.downsample_factor
+    noise = torch.randn((cfg.batch_size, cfg.vae.latent_channels, h, h), generator=gen)
+    noise = world.shard(noise).to(world.device)  # (B / world, C, h, w): this process's rows
+    recon, posterior = model(x, noise=noise)
+    recon = recon.float()
+    total, parts = vae_loss(
+        x,
+        recon,
+        posterior,
+        lpips=lpips,
+        perceptual_weight=cfg.perceptual_weight,
+        kl_weight=cfg.kl_weight,
+        recon_loss=cfg.recon,
+        perceptual_batch=cfg.perceptual_batch,
+    )
+    if disc is None:
+        return total, parts
+    weight = cfg.adversarial_weight if step >= cfg.adversarial_start else 0.0
+    adv, adv_parts = adversarial_terms(
+        disc, x, recon, nll=total, last_layer=vae.decoder.conv_out.weight, weight=weight
+    )
+    # "total" stays the autoencoder's own objective; d_loss is logged beside it
+    adv_parts["total"] = parts["total"] + adv_parts["adv_weight"] * adv_parts["g_adv"]
+    return total + adv, {**parts, **adv_parts}
+
+
+def write_reconstructions(
+    step: int, history: dict, *, vae: VAE, preview: torch.Tensor, run_dir: Path
+) -> None:
+    """reconstructions.png of the fixed preview images, and loss.png."""
+    vae.eval()
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(preview).mode())
+    vae.train()
+    save_figure(
+        reconstructions(preview, recon, title=f"step {step}"), run_dir / "reconstructions.png"
+    )
+    if history["step"]:
+        save_figure(plot_history(history), run_dir / "loss.png")
+
+
+def save_vae(path: Path, *, vae: VAE) -> None:
+    """model.safetensors: the weights and the config that builds them (pretrained.load_vae)."""
+    save_tensors(path, vae.state_dict(), {"kind": "vae", "config": to_dict(vae.cfg)})
+
+
 def train_vae(
     cfg: VAETrainConfig,
     run_dir: str | Path,
@@ -44,19 +110,23 @@ def train_vae(
     """Train (or resume) a VAE on `data` (default: the built-in Twemoji train split at cfg.size).
 
     Returns the trained VAE (eval mode) and the history dict. Writes config.json, the checkpoint,
-    model.safetensors, history.json, and reconstructions/loss-curve PNGs into `run_dir`.
+    model.safetensors, history.json, and reconstructions/loss-curve PNGs into `run_dir`. The
+    caller's thread count and global RNG are left as they were.
     """
     check_config(cfg)  # e.g. a negative adversarial_weight: refused, not trained without D
     device = torch.device(device)
     world = world or World(device=device)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    with global_torch_state(cfg.seed, num_threads=cfg.num_threads, device=world.device):
+        return _train_vae(cfg, Path(run_dir), data, resume, world, progress)
+
+
+def _train_vae(cfg, run_dir, data, resume, world, progress):
+    """train_vae inside global_torch_state (the initial weights come from cfg.seed)."""
     data = data if data is not None else twemoji("train", size=cfg.size)
     check_batch_size(cfg.batch_size, len(data), "images")
     config = {"task": "vae", **to_dict(cfg), "data": dataset_fingerprint(data)}
     prepare_run_dir(run_dir, config, resume=resume, is_main=world.is_main)
-    torch.manual_seed(cfg.seed)  # the initial weights
-    vae = VAE(cfg.vae).to(world.device)
+    vae = VAE(cfg.vae).to(world.device)  # initial weights from the global RNG, seeded by cfg.seed
     if cfg.init_from:
         init_vae(vae, cfg.init_from)
     model = wrap(vae, world)
@@ -78,85 +148,27 @@ def train_vae(
     if cfg.perceptual_weight > 0:
         from ldm_course.perceptual import LPIPS
 
-        lpips = LPIPS(net=cfg.perceptual_net, check_range=False).to(
-            world.device
-        )  # recons overshoot early
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0)
-    images = data.images
-    preview = images[:: max(1, len(images) // 8)][:8].to(world.device)  # fixed images to watch
-
+        lpips = LPIPS(net=cfg.perceptual_net, check_range=False)  # recons overshoot early
+        lpips = lpips.to(world.device)
     if (cfg.freeze_encoder_at or not cfg.train_encoder) and world.size > 1:
         raise ValueError(
             "freeze_encoder_at needs a single process (DDP expects every parameter to "
             "receive a gradient); set freeze_encoder_at=0 for multi-GPU runs"
         )
-
-    def step_fn(step: int, gen: torch.Generator):
-        frozen = not cfg.train_encoder or (cfg.freeze_encoder_at and step >= cfg.freeze_encoder_at)
-        vae.encoder.requires_grad_(not frozen)
-        idx = batch_indices(step, n=len(images), batch_size=cfg.batch_size, seed=cfg.seed)
-        x = images[world.shard(idx)].to(world.device)  # (B / world, 3, S, S)
-        latent_shape = (
-            cfg.batch_size,
-            cfg.vae.latent_channels,
-            cfg.size // vae.downsample_factor,
-            cfg.size // vae.downsample_factor,
-        )
-        noise = world.shard(torch.randn(latent_shape, generator=gen)).to(
-            world.device
-        )  # global draw, own shard
-        with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-            recon, posterior = model(x, noise=noise)
-            recon = recon.float()
-            total, parts = vae_loss(
-                x,
-                recon,
-                posterior,
-                lpips=lpips,
-                perceptual_weight=cfg.perceptual_weight,
-                kl_weight=cfg.kl_weight,
-                recon_loss=cfg.recon,
-                perceptual_batch=cfg.perceptual_batch,
-            )
-            if disc is None:
-                return total, parts
-            weight = cfg.adversarial_weight if step >= cfg.adversarial_start else 0.0
-            adv, adv_parts = adversarial_terms(
-                disc,
-                x,
-                recon,
-                nll=total,
-                last_layer=vae.decoder.conv_out.weight,
-                weight=weight,
-            )
-            # "total" stays the autoencoder's own objective; d_loss is logged beside it
-            adv_parts["total"] = parts["total"] + adv_parts["adv_weight"] * adv_parts["g_adv"]
-            return total + adv, {**parts, **adv_parts}
-
-    def artifacts(step: int, history: dict) -> None:
-        vae.eval()
-        with torch.no_grad():
-            recon = vae.decode(vae.encode(preview).mode())
-        vae.train()
-        save_figure(
-            reconstructions(preview, recon, title=f"step {step}"),
-            Path(run_dir) / "reconstructions.png",
-        )
-        if history["step"]:
-            save_figure(plot_history(history), Path(run_dir) / "loss.png")
-
-    def export(path: Path) -> None:
-        save_tensors(path, vae.state_dict(), {"kind": "vae", "config": to_dict(cfg.vae)})
-
+    images = data.images
+    preview = images[:: max(1, len(images) // 8)][:8].to(world.device)  # fixed images to watch
+    step_fn = partial(
+        vae_step, vae=vae, model=model, images=images, lpips=lpips, disc=disc, cfg=cfg, world=world
+    )
     loop = Loop(
-        run_dir=Path(run_dir),
+        run_dir=run_dir,
         config=config,
         cfg=cfg,
         model=saved,
-        optimizer=opt,
+        optimizer=torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0),
         step_fn=step_fn,
-        artifacts=artifacts,
-        export=export,
+        artifacts=partial(write_reconstructions, vae=vae, preview=preview, run_dir=run_dir),
+        export=partial(save_vae, vae=vae),
         world=world,
         progress=progress,
     )

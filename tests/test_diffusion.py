@@ -112,12 +112,17 @@ def test_encode_decode_apply_the_scale_factor(emoji_batch):
 def test_training_steps_lower_the_loss_and_repeat_exactly(emoji_batch):
     def run():
         ldm = make_ldm()
-        z0 = ldm.encode(torch.nn.functional.avg_pool2d(emoji_batch, 1))  # (16, 4, 8, 8)
+        with torch.no_grad():
+            posterior = ldm.vae.encode(emoji_batch)  # q(z|x), (16, 4, 8, 8)
         y = torch.arange(16) % 3
         return optimise(
             ldm.unet.parameters(),
             lambda step: ldm.training_step(
-                z0, y, generator=torch.Generator().manual_seed(step % 4), cond_drop_prob=0.2
+                posterior.mean,
+                posterior.std,
+                y,
+                generator=torch.Generator().manual_seed(step % 4),
+                cond_drop_prob=0.2,
             ),
             steps=40,
             lr=3e-3,
