@@ -25,9 +25,8 @@ def tiny_ldm(class_names) -> LatentDiffusion:
             num_classes=len(class_names),
         )
     )
-    ldm = LatentDiffusion(vae, unet, make_schedule("linear", 20), 1.0, image_size=64).eval()
-    ldm.class_names = tuple(class_names)
-    return ldm
+    schedule = make_schedule("linear", 20)
+    return LatentDiffusion(vae, unet, schedule, 1.0, image_size=64, class_names=class_names).eval()
 
 
 def test_a_subcategory_model_is_sampled_with_subcategory_labels(tmp_path, monkeypatch):
