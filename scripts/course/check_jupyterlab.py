@@ -5,7 +5,7 @@ the scale-factor slider redraws the figure below it.
 Needs a Chromium and the `playwright` Python package (its browser download is not needed):
 
     apt-get install chromium && python -m venv /tmp/pw && /tmp/pw/bin/pip install playwright
-    /tmp/pw/bin/python scripts/check_jupyterlab.py notebooks/03_latent_scaling.ipynb \
+    /tmp/pw/bin/python scripts/course/check_jupyterlab.py notebooks/03_latent_scaling.ipynb \
         --jupyter .venv/bin/jupyter --chromium /usr/bin/chromium
 
 The notebook is copied to a temporary folder first, so JupyterLab's autosave cannot touch the

@@ -1,6 +1,6 @@
 """Draw the diagrams of notebooks 03 and 04 into images/ (matplotlib only, no data needed).
 
-python scripts/diagrams_03_04.py          # writes images/03_*.png and images/04_*.png
+python scripts/course/diagrams_03_04.py          # writes images/03_*.png and images/04_*.png
 """
 
 from pathlib import Path
@@ -13,7 +13,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from ldm_course.viz import save_figure
 
-OUT = Path(__file__).resolve().parent.parent / "images"
+OUT = Path(__file__).resolve().parents[2] / "images"
 
 BLUE, ORANGE, GREEN, GREY, PURPLE = "#dbe9f6", "#fde3c8", "#dcf0d5", "#eeeeee", "#e8ddf3"
 

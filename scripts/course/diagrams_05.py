@@ -1,6 +1,6 @@
 """Diagrams for notebook 05 (end to end): the whole pipeline and the geometry of guidance.
 
-    python scripts/diagrams_05.py            # writes images/pipeline.png and images/05_cfg.png
+    python scripts/course/diagrams_05.py            # writes images/pipeline.png and images/05_cfg.png
 
 Pure matplotlib, no model weights: the shapes are those of the default VAEConfig (f = 8, 4 latent
 channels at 64x64), the design the course's checkpoints follow.
@@ -16,7 +16,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from ldm_course.viz import save_figure
 
-OUT = Path(__file__).resolve().parent.parent / "images"
+OUT = Path(__file__).resolve().parents[2] / "images"
 PIXEL, LATENT, MODEL, NOTE = "#dbe9f6", "#fde8c8", "#d9f0d3", "#555555"
 
 

@@ -2,12 +2,12 @@
 (fp16) with its model card, after checking that its encoder is the shipped encoder tensor by
 tensor (so the latents, the scale factor and both shipped U-Nets stay valid).
 
-    python scripts/ship_adversarial_decoder.py runs/vae-adv-0.5 \\
+    python scripts/release/ship_adversarial_decoder.py runs/vae-adv-0.5 \\
         --decoders benchmarks/results/decoders.json \\
         --samples benchmarks/results/decoders_samples_{lpips,0,0.2,0.5}.json
 
---decoders: scripts/compare_decoders.py's JSON (reconstruction metrics of each VAE);
---samples: scripts/compare_unets.py --vae JSONs (distances of samples decoded by each VAE).
+--decoders: scripts/experiments/compare_decoders.py's JSON (reconstruction metrics of each VAE);
+--samples: ldm_course/bench/compare_unets.py --vae JSONs (distances of samples decoded by each VAE).
 """
 
 import argparse
@@ -49,7 +49,7 @@ def main() -> None:
             "(3,388 images); metrics on the held-out test split (398 images, unseen base emoji). "
             "CC-BY 4.0, Twitter, Inc. and contributors.",
             "hardware": hardware(),
-            "recipe": "README, section 'An adversarial decoder' (scripts/train_shipped.sh, step 8)",
+            "recipe": "docs/experiments/adversarial-decoder.md (scripts/release/train_shipped.sh, step 8)",
             "encoder": f"identical to {SHIPPED_VAES['lpips']}.safetensors "
             f"({len(encoder)} tensors checked)",
             **run_summary(args.run),

@@ -7,8 +7,8 @@ LDM_COURSE_REPLAY_RECORD variable). Prints, per figure, its values, their spread
 smallest over the settings), the largest distance from the saved value, the tolerance and how many
 spreads fit into it; writes the same to a JSON file. This is where the tolerances come from.
 
-    .venv/bin/python scripts/replay_spread.py                       # learner notebooks, all settings
-    .venv/bin/python scripts/replay_spread.py --notebooks notebooks/01_vae.ipynb --jobs 2
+    .venv/bin/python scripts/course/replay_spread.py                       # learner notebooks, all settings
+    .venv/bin/python scripts/course/replay_spread.py --notebooks notebooks/01_vae.ipynb --jobs 2
 """
 
 import argparse
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ldm_course.checkpoint import atomic_write
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 SETTINGS = {
     "default": ONE_THREAD,

@@ -1,6 +1,6 @@
-"""Write the model cards of the shipped checkpoints (scripts/finalize_checkpoints.sh runs it).
+"""Write the model cards of the shipped checkpoints (scripts/release/finalize_checkpoints.sh runs it).
 
-    python scripts/ship_checkpoints.py --vae runs/vae-ft --vae-l1 runs/vae-l1 --ldm runs/ldm-2 \
+    python scripts/release/ship_checkpoints.py --vae runs/vae-ft --vae-l1 runs/vae-l1 --ldm runs/ldm-2 \
         --evaluation evaluation.json
 
 The weights must already be exported from those runs (`ldm_course.pretrained.export`) and
@@ -111,7 +111,7 @@ def main() -> None:
     common = {
         "data": data,
         "hardware": hardware(),
-        "recipe": "bash scripts/train_shipped.sh (every run the cpu-full preset; see README)",
+        "recipe": "bash scripts/release/train_shipped.sh (every run the cpu-full preset; see docs/results.md)",
     }
     write_shipped_card(
         args.vae,

@@ -1,5 +1,5 @@
 """Measuring tools shared by the benchmarks: interleaved timing, FLOP counts, peak tensor memory,
-parameter counts and a training step. Nothing here prints; `ldm_course.bench` prints the tables.
+parameter counts and a training step. Nothing here prints; `ldm_course.bench.run` prints the tables.
 
 Timing protocol: every function is run `warmup` times first, then the functions take turns,
 A, B, A, B, ... (the order flips every repeat, so neither always runs right after the other), and

@@ -1,13 +1,14 @@
-"""`ldm-course bench`: the course's benchmarks (issue #5). Each prints its tables and writes one JSON
-file, with the machine it ran on, under --out (default benchmarks/results/):
+"""`ldm-course bench` (also `python -m ldm_course.bench`): the course's benchmarks. Each prints its
+tables and writes one JSON file, with the machine it ran on, under --out (default
+benchmarks/results/):
 
-- latent-vs-pixel  the same U-Net family on 4x8x8 latents and on 3x64x64 pixels (bench_latent.py)
-- diffusers        our VAE and U-Net against diffusers with matching configurations (bench_diffusers.py)
-- efficiency       GFLOP/s of a U-Net training step as a fraction of a large matmul's (bench_efficiency.py)
-- quality          sample quality against DDIM / DDPM steps for the shipped model (bench_quality.py)
+- latent-vs-pixel  the same U-Net family on 4x8x8 latents and on 3x64x64 pixels (latent_vs_pixel.py)
+- diffusers        our VAE and U-Net against diffusers with matching configurations (against_diffusers.py)
+- efficiency       GFLOP/s of a U-Net training step as a fraction of a large matmul's (efficiency.py)
+- quality          sample quality against DDIM / DDPM steps for the shipped model (quality.py)
 
 Every comparison is a ratio measured within one run on one machine, interleaved and after warm-up
-(see bench_measure.py). Times from a machine shared with other jobs are noisy: say so with --note.
+(see measure.py). Times from a machine shared with other jobs are noisy: say so with --note.
 
     ldm-course bench --only latent-vs-pixel diffusers efficiency --threads 1    # ~5 min, 2-core CPU
     ldm-course bench --only quality --num-images 64 --skip-ddpm   # the shipped model; DDPM is slow
@@ -27,10 +28,14 @@ from typing import Literal, get_args
 
 import torch
 
-from ldm_course.bench_diffusers import TINY_DIFFUSERS, DiffusersSizes, against_diffusers
-from ldm_course.bench_efficiency import TINY_EFFICIENCY, EfficiencySizes, compute_efficiency
-from ldm_course.bench_latent import TINY_LATENT_VS_PIXEL, LatentVsPixelSizes, latent_vs_pixel
-from ldm_course.bench_measure import CLOCKS
+from ldm_course.bench.against_diffusers import TINY_DIFFUSERS, DiffusersSizes, against_diffusers
+from ldm_course.bench.efficiency import TINY_EFFICIENCY, EfficiencySizes, compute_efficiency
+from ldm_course.bench.latent_vs_pixel import (
+    TINY_LATENT_VS_PIXEL,
+    LatentVsPixelSizes,
+    latent_vs_pixel,
+)
+from ldm_course.bench.measure import CLOCKS
 from ldm_course.checkpoint import atomic_write
 
 Benchmark = Literal["latent-vs-pixel", "diffusers", "efficiency", "quality"]
@@ -154,10 +159,10 @@ def run_benchmark(
 def prepare_quality(args: argparse.Namespace, device: torch.device) -> dict:
     """The model, references, labels and distance, resolved before any benchmark runs so that a
     missing checkpoint fails at once. --tiny: a random tiny model, random references, pixels."""
-    from ldm_course.bench_quality import default_settings, feature_frechet, pooled_pixel_frechet
+    from ldm_course.bench.quality import default_settings, feature_frechet, pooled_pixel_frechet
 
     if args.tiny:
-        from ldm_course.bench_quality import tiny_ldm
+        from ldm_course.bench.quality import tiny_ldm
 
         ldm = tiny_ldm(seed=args.seed).to(device)
         gen = torch.Generator().manual_seed(args.seed)
@@ -190,7 +195,7 @@ def prepare_quality(args: argparse.Namespace, device: torch.device) -> dict:
 
 
 def run_quality(args: argparse.Namespace, inputs: dict) -> dict:
-    from ldm_course.bench_quality import plot_quality, quality_vs_steps
+    from ldm_course.bench.quality import plot_quality, quality_vs_steps
 
     result = quality_vs_steps(
         inputs["ldm"],

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ldm_course.bench_measure import Clock, count_flops, interleaved_times, median, training_step
+from ldm_course.bench.measure import Clock, count_flops, interleaved_times, median, training_step
 from ldm_course.config import UNetConfig, to_dict
 from ldm_course.unet import UNet
 

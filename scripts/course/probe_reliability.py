@@ -1,7 +1,7 @@
 """Replay issue 18's list (run folders, resume, image loading, numeric options) and print one
 verdict a line: PASS when the problem is gone, FAIL (with what happened) when it is not.
 
-    OMP_NUM_THREADS=1 python scripts/probe_reliability.py        # about a minute on one core
+    OMP_NUM_THREADS=1 python scripts/course/probe_reliability.py        # about a minute on one core
 
 Every probe uses tiny settings (32x32 images, a few thousand weights, two steps) in a temporary
 folder, and goes through the command line in this process (`ldm_course.cli.main`) or the public

@@ -1,6 +1,6 @@
-"""Print the README's Results tables from the JSON files that the commands wrote.
+"""Print docs/results.md's benchmark tables from the JSON files that the commands wrote.
 
-python scripts/results_markdown.py > /tmp/results.md
+python scripts/experiments/results_markdown.py > /tmp/results.md
 """
 
 import json

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Replay notebooks with `pytest` (nbval) under several CPU settings: the saved outputs must pass on
 # any instruction set and thread count (ldm_course/replay.py explains how).
-#   bash scripts/replay_settings.sh                        # learner notebooks, all four settings
-#   bash scripts/replay_settings.sh avx2 "2 threads"       # some settings
-#   EDITION=solutions bash scripts/replay_settings.sh avx2 # the solved edition
+#   bash scripts/course/replay_settings.sh                        # learner notebooks, all four settings
+#   bash scripts/course/replay_settings.sh avx2 "2 threads"       # some settings
+#   EDITION=solutions bash scripts/course/replay_settings.sh avx2 # the solved edition
 # Settings: default | avx2 | avx512 | "2 threads". avx512 is skipped, with a message, on a CPU
 # without AVX-512. Exits non-zero if any replay fails.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 EDITION=${EDITION:-notebooks}
 unset MPLBACKEND  # notebooks need their inline backend

@@ -1,7 +1,7 @@
 """Rebuild the built-in Twemoji dataset file from the npm package.
 
     npm pack emoji-datasource-twitter@16.0.0          # -> emoji-datasource-twitter-16.0.0.tgz
-    python scripts/build_twemoji.py emoji-datasource-twitter-16.0.0.tgz
+    python scripts/course/build_twemoji.py emoji-datasource-twitter-16.0.0.tgz
 
 Writes ldm_course/assets/twemoji64.npz and checks the content hash recorded in
 ldm_course/data.py (TWEMOJI_SHA256). The hash covers the decoded arrays, not the zip container,

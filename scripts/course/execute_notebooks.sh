@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate the learner edition from the solved edition, then execute both editions in place so
 # each carries its own saved outputs. Prints the wall time of every notebook.
-#   bash scripts/execute_notebooks.sh                      # all five, both editions
-#   EDITIONS=solutions bash scripts/execute_notebooks.sh   # the solved edition only
+#   bash scripts/course/execute_notebooks.sh                      # all five, both editions
+#   EDITIONS=solutions bash scripts/course/execute_notebooks.sh   # the solved edition only
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 unset MPLBACKEND

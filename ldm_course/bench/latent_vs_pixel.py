@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ldm_course.bench_measure import (
+from ldm_course.bench.measure import (
     MIB,
     Clock,
     count_flops,
@@ -229,5 +229,5 @@ def _memory_method(device: torch.device) -> str:
     return (
         "peak bytes of tensor storage allocated by ATen ops during the call (weights and earlier "
         "optimizer state excluded; kernel scratch not visible): "
-        "ldm_course.bench_measure.LiveTensorBytes"
+        "ldm_course.bench.measure.LiveTensorBytes"
     )

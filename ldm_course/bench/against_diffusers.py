@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from ldm_course.bench_measure import (
+from ldm_course.bench.measure import (
     Clock,
     forward,
     forward_backward,

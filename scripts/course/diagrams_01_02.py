@@ -1,6 +1,6 @@
 """Draw the diagrams of notebooks 01 (VAE) and 02 (perceptual loss) into images/.
 
-    python scripts/diagrams_01_02.py
+    python scripts/course/diagrams_01_02.py
 
 Plain matplotlib boxes and arrows, so the figures can be regenerated and edited like code.
 Shapes are those of the shipped VAE (VAEConfig(): 3x64x64 -> 4x8x8) and of LPIPS-AlexNet.
@@ -16,7 +16,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Polygon  # noqa:
 
 from ldm_course.viz import save_figure  # noqa: E402
 
-OUT = Path(__file__).resolve().parent.parent / "images"
+OUT = Path(__file__).resolve().parents[2] / "images"
 BLUE, ORANGE, GREEN, GRAY, RED = "#dbe9f6", "#fde2c4", "#d9f0d3", "#eeeeee", "#f6d0d0"
 
 
