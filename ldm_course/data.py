@@ -2,7 +2,7 @@
 
 The built-in dataset is Twemoji (https://github.com/twitter/twemoji), by Twitter, Inc. and other
 contributors, licensed CC-BY 4.0: 3,786 emoji at 64x64, alpha composited on white, shipped in
-`ldm_course/assets/twemoji64.npz` (rebuilt by `scripts/build_twemoji.py`).
+`ldm_course/assets/twemoji64.npz` (rebuilt by `scripts/course/build_twemoji.py`).
 """
 
 import hashlib
@@ -139,7 +139,7 @@ def load_twemoji_arrays(
     if not path.exists():
         raise FileNotFoundError(
             f"the built-in dataset file {path} is missing; reinstall the package "
-            "(pip install -e .) or rebuild it with scripts/build_twemoji.py"
+            "(pip install -e .) or rebuild it with scripts/course/build_twemoji.py"
         )
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in (z.files if keys is None else keys)}
@@ -152,7 +152,7 @@ def subcategory_names(arrays: Mapping[str, np.ndarray]) -> tuple[str, ...]:
     """
     if "subcategories" not in arrays:
         raise ValueError(
-            "this dataset file has no subcategories; rebuild it with scripts/build_twemoji.py"
+            "this dataset file has no subcategories; rebuild it with scripts/course/build_twemoji.py"
         )
     first = {}
     for i, (cat, sub) in enumerate(zip(arrays["categories"], arrays["subcategories"], strict=True)):

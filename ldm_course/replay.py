@@ -14,7 +14,7 @@ cannot hide that (a value near a rounding boundary flips). A notebook prints two
   Its verdict line is exact text, so a broken implementation still fails the replay.
 
 Setting the environment variable LDM_COURSE_REPLAY_RECORD to a file path makes `expect_saved`
-append each figure's live value to that file (one JSON object a line); scripts/replay_spread.py
+append each figure's live value to that file (one JSON object a line); scripts/course/replay_spread.py
 uses it to measure the spread that the tolerances come from.
 """
 

@@ -9,16 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from ldm_course.bench import BENCHMARKS, main
-from ldm_course.bench_diffusers import TINY_DIFFUSERS, diffusers_unet, diffusers_vae
-from ldm_course.bench_measure import (
+from ldm_course.bench.against_diffusers import TINY_DIFFUSERS, diffusers_unet, diffusers_vae
+from ldm_course.bench.measure import (
     MIB,
     LiveTensorBytes,
     count_flops,
     interleaved_times,
     paired_ratio,
 )
-from ldm_course.bench_quality import pooled_pixel_frechet, quality_vs_steps, tiny_ldm
+from ldm_course.bench.quality import pooled_pixel_frechet, quality_vs_steps, tiny_ldm
+from ldm_course.bench.run import BENCHMARKS, main
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
 

@@ -72,6 +72,7 @@ def test_sample_writes_a_grid(tmp_path):
     assert Image.open(out).size == (2 * 66 + 2, 2 * 66 + 2)
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch
 def test_module_entry_point_help():
     out = subprocess.run(
         [sys.executable, "-m", "ldm_course", "--help"], capture_output=True, text=True, check=True

@@ -1,12 +1,10 @@
-"""scripts/compare_unets.py: per-category distances and copies from one sample per test image."""
-
-import importlib.util
-from pathlib import Path
+"""ldm_course.bench.compare_unets: per-category distances and copies from one sample per test image."""
 
 import pytest
 import torch
 from PIL import Image
 
+from ldm_course.bench import compare_unets
 from ldm_course.config import UNetConfig, VAEConfig
 from ldm_course.data import TWEMOJI_CATEGORIES, TensorImageDataset, twemoji
 from ldm_course.diffusion import LatentDiffusion
@@ -15,21 +13,12 @@ from ldm_course.unet import UNet
 from ldm_course.vae import VAE
 
 
-def load_script():
-    path = Path(__file__).parents[1] / "scripts" / "compare_unets.py"
-    spec = importlib.util.spec_from_file_location("compare_unets", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 class PooledPixels:  # a cheap stand-in for FeatureExtractor: 4x4-pooled pixels, 48-d
     def batched(self, x):
         return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
 
 
 def test_one_row_splits_people_from_the_rest_and_counts_copies(tmp_path):
-    script = load_script()
     torch.manual_seed(0)
     vae = VAE(VAEConfig(base_channels=8, channel_mult=(1, 1, 1, 1)))  # f = 8: 16x16 -> 2x2
     unet = UNet(
@@ -54,27 +43,26 @@ def test_one_row_splits_people_from_the_rest_and_counts_copies(tmp_path):
         progress=False,
     ).cpu()
     train = TensorImageDataset(torch.cat([copies_of, -copies_of]), torch.zeros(24).long())
-    row = script.one_row(
+    row = compare_unets.one_row(
         ldm, "tiny", 1.0, 3, 2, test, train, features, real, grid=tmp_path / "g.png"
     )
     with Image.open(tmp_path / "g.png") as grid:  # the 7 samples outside People & Body, 8 a row
         assert grid.size == (2 + 7 * 18, 2 + 18)
-    assert [row[n]["images"] for n in script.SUBSETS] == [12, 5, 7]
-    assert [row[n]["near_copies"] for n in script.SUBSETS] == [12, 5, 7]
-    again = script.one_row(ldm, "tiny", 1.0, 3, 2, test, train, features, real)
+    assert [row[n]["images"] for n in compare_unets.SUBSETS] == [12, 5, 7]
+    assert [row[n]["near_copies"] for n in compare_unets.SUBSETS] == [12, 5, 7]
+    again = compare_unets.one_row(ldm, "tiny", 1.0, 3, 2, test, train, features, real)
     assert again["all"]["fd"] == row["all"]["fd"]  # the seed fixes the samples
-    other = script.one_row(ldm, "tiny", 1.0, 4, 2, test, train, features, real)
+    other = compare_unets.one_row(ldm, "tiny", 1.0, 4, 2, test, train, features, real)
     assert other["all"]["near_copies"] < 12  # another seed: other samples, not in train
     assert row["all"]["near_copies_or_mirror"] == 12  # a copy is a copy, mirrored or not
     # a training set of their mirror images: invisible to the plain check, caught by the other
     mirrored = TensorImageDataset(copies_of.flip(-1), torch.zeros(12).long())
-    row = script.one_row(ldm, "tiny", 1.0, 3, 2, test, mirrored, features, real)
+    row = compare_unets.one_row(ldm, "tiny", 1.0, 3, 2, test, mirrored, features, real)
     assert row["all"]["near_copies"] < 12
-    assert [row[n]["near_copies_or_mirror"] for n in script.SUBSETS] == [12, 5, 7]
+    assert [row[n]["near_copies_or_mirror"] for n in compare_unets.SUBSETS] == [12, 5, 7]
 
 
 def test_model_labels_follow_the_models_label_space():
-    script = load_script()
     by_cat = TensorImageDataset(torch.zeros(3, 3, 8, 8), torch.tensor([0, 1, 2]))
     by_sub = TensorImageDataset(torch.zeros(3, 3, 8, 8), torch.tensor([5, 0, 9]))
     tests = {"category": by_cat, "subcategory": by_sub}
@@ -82,9 +70,9 @@ def test_model_labels_follow_the_models_label_space():
     class Model:
         class_names = twemoji("test", labels="subcategory").class_names
 
-    assert torch.equal(script.model_labels(Model(), tests), torch.tensor([5, 0, 9]))
+    assert torch.equal(compare_unets.model_labels(Model(), tests), torch.tensor([5, 0, 9]))
     Model.class_names = TWEMOJI_CATEGORIES
-    assert torch.equal(script.model_labels(Model(), tests), torch.tensor([0, 1, 2]))
+    assert torch.equal(compare_unets.model_labels(Model(), tests), torch.tensor([0, 1, 2]))
     Model.class_names = ("x",)
     with pytest.raises(ValueError, match="neither the Twemoji categories nor its subcategories"):
-        script.model_labels(Model(), tests)
+        compare_unets.model_labels(Model(), tests)

@@ -173,7 +173,7 @@ def test_unknown_labels_are_refused():
 
 def test_a_file_without_subcategories_says_how_to_rebuild_it():
     arrays = {k: v for k, v in load_twemoji_arrays().items() if k != "subcategories"}
-    with pytest.raises(ValueError, match="rebuild it with scripts/build_twemoji.py"):
+    with pytest.raises(ValueError, match="rebuild it with scripts/course/build_twemoji.py"):
         subcategory_names(arrays)
 
 

@@ -3,6 +3,7 @@ on the test images' labels in the model's own label space."""
 
 import json
 
+import pytest
 import torch
 
 from ldm_course import evaluate as evaluate_module
@@ -29,6 +30,7 @@ def tiny_ldm(class_names) -> LatentDiffusion:
     return LatentDiffusion(vae, unet, schedule, 1.0, image_size=64, class_names=class_names).eval()
 
 
+@pytest.mark.slow  # evaluates the shipped VAE on the whole test split: about 30 s
 def test_a_subcategory_model_is_sampled_with_subcategory_labels(tmp_path, monkeypatch):
     sub = twemoji("test", labels="subcategory")
     ldm = tiny_ldm(sub.class_names)

@@ -17,6 +17,8 @@ from ldm_course.checkpoint import load_tensors, save_tensors
 from ldm_course.data import twemoji
 from ldm_course.pretrained import load_ldm
 
+pytestmark = pytest.mark.slow  # every test here trains through the CLI in subprocesses
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
 VAE_SET = [
     "--set",
