@@ -169,11 +169,12 @@ def against_diffusers(
         else None
     )
 
-    torch.manual_seed(seed)  # diffusers initialises from the global generator
-    pairs = {
-        "VAE": (VAE(sizes.vae), diffusers_vae(sizes.vae, sample_size=s)),
-        "U-Net": (UNet(ucfg), diffusers_unet(ucfg, sample_size=h)),
-    }
+    with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left as it was
+        torch.manual_seed(seed)  # diffusers initialises from the global generator
+        pairs = {
+            "VAE": (VAE(sizes.vae), diffusers_vae(sizes.vae, sample_size=s)),
+            "U-Net": (UNet(ucfg), diffusers_unet(ucfg, sample_size=h)),
+        }
     param_rows, time_rows, profiles, times_s = [], [], {}, {}
     for name, (ours, theirs) in pairs.items():
         n_ours, n_theirs = num_params(ours), num_params(theirs)
