@@ -6,20 +6,21 @@ so the exercise's check prints "not attempted yet" and the notebook carries on.
 
     python -m ldm_course.editions solutions notebooks     # write the learner edition (sources only)
 
-The repository address for Colab installs is set once, in course.json ({"repository": "..."}), and
-stamped into the `COURSE_REPO = "..."` line of every notebook's setup cell by the same command.
+The same command gives every notebook the one setup cell of ldm_course.publish and, when
+course.json holds the repository address, an "Open in Colab" badge and an install pinned to the
+tag or commit it was stamped from.
 """
 
 import argparse
-import json
 import re
 from pathlib import Path
 
 import nbformat
 
+from ldm_course.publish import course_address, stamp
+
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
-REPO_LINE = re.compile(r'^COURSE_REPO = "[^"\n]*"', re.M)
 STUB = 'raise NotImplementedError("exercise: replace this line with your code")'
 
 
@@ -54,16 +55,6 @@ def learner_notebook(solved: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def stamp_repository(nb: nbformat.NotebookNode, url: str) -> bool:
-    """Set the COURSE_REPO line of the setup cell; True if anything changed."""
-    changed = False
-    for cell in nb.cells:
-        if cell.cell_type == "code" and REPO_LINE.search(cell.source):
-            new = REPO_LINE.sub(f"COURSE_REPO = {json.dumps(url)}", cell.source)
-            changed, cell.source = changed or new != cell.source, new
-    return changed
-
-
 def sources(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
     return [(c.cell_type, c.source) for c in nb.cells]
 
@@ -76,23 +67,23 @@ def main(argv: list[str] | None = None) -> None:
         "--course", type=Path, default=Path("course.json"), help="holds the repository address"
     )
     args = p.parse_args(argv)
-    url = json.loads(args.course.read_text()).get("repository", "") if args.course.exists() else ""
+    repository, ref = course_address(args.course)
     args.learner_dir.mkdir(parents=True, exist_ok=True)
     for path in sorted(args.solved_dir.glob("*.ipynb")):
         solved = nbformat.read(path, as_version=4)
-        if stamp_repository(solved, url):
+        if stamp(solved, f"{args.solved_dir.name}/{path.name}", repository, ref):
             nbformat.write(solved, path)
-            print(f"stamped COURSE_REPO into {path}")
+            print(f"stamped the setup cell{' and Colab badge' if repository else ''} into {path}")
+        learner_path = f"{args.learner_dir.name}/{path.name}"
         nb = learner_notebook(solved)
+        stamp(nb, learner_path, repository, ref)
         target = args.learner_dir / path.name
         if target.exists():  # keep the saved outputs when the sources did not change
             old = nbformat.read(target, as_version=4)
             if sources(old) == sources(nb):
                 continue
-            if stamp_repository(old, url) and sources(old) == sources(
-                nb
-            ):  # only the address changed
-                nbformat.write(old, target)
+            if stamp(old, learner_path, repository, ref) and sources(old) == sources(nb):
+                nbformat.write(old, target)  # only the stamp changed: outputs still hold
                 continue
         nbformat.write(nb, target)
         print(f"wrote {target}")

@@ -1,0 +1,127 @@
+"""Publishing the notebooks for Colab: one setup cell for all five, an "Open in Colab" badge, and
+the package install pinned to the tag or commit the notebooks were stamped from.
+
+A notebook opened on Colab arrives alone, without the package: its setup cell installs
+`ldm_course` from the course's repository at a fixed ref, so the notebook and the code it imports
+cannot drift apart. The address comes from course.json ({"repository": "...", "ref": "..."});
+without one nothing is invented: no badge, and the setup cell says what to do.
+
+    python -m ldm_course.editions solutions notebooks     # stamps, then writes the learner edition
+"""
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import nbformat
+
+SETUP_CELL = """\
+# Setup: on Colab, install the course package first; everywhere, pick the device and seed.
+COURSE_REPO = ""  # the course's git address, stamped from course.json by `python -m ldm_course.editions`
+COURSE_REF = ""  # the tag or commit stamped with it: the package version these notebooks were made with
+import importlib.util
+import os
+import subprocess
+import sys
+
+ON_COLAB = "google.colab" in sys.modules
+if importlib.util.find_spec("ldm_course") is None:
+    if not COURSE_REPO:
+        raise RuntimeError(
+            "ldm_course is not installed. On your computer, run `pip install -e .` in the course folder. "
+            "On Colab, open the notebooks your instructor published: their setup cell names the course's "
+            "repository (instructors: put it in course.json and run `python -m ldm_course.editions solutions notebooks`)."
+        )
+    source = f"git+{COURSE_REPO}@{COURSE_REF}" if COURSE_REF else f"git+{COURSE_REPO}"
+    print(f"installing ldm_course from {source} (torch and torchvision stay as installed)")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", source], check=True)
+
+import torch
+
+from ldm_course import get_device
+
+device = get_device()  # cuda, then mps, then cpu
+# the live runs take their GPU settings on a CUDA GPU (LDM_COURSE_GPU_BRANCH=1 forces them anywhere:
+# the tests run those cells on a CPU, shrunk, so that they keep working)
+ON_GPU = device.type == "cuda" or os.environ.get("LDM_COURSE_GPU_BRANCH") == "1"
+if ON_COLAB and not ON_GPU:
+    print("No GPU attached: Runtime > Change runtime type > T4 GPU, then run again (the CPU works, slowly).")
+_ = torch.manual_seed(0)  # assigned: a displayed Generator repr holds a memory address (nbval)"""
+
+BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+GITHUB = re.compile(r"^https://github\.com/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+?)(?:\.git)?/?$")
+
+
+def colab_url(repository: str, ref: str, path: str) -> str | None:
+    """The Colab address of `path` in a GitHub repository at `ref`; None for any other host."""
+    m = GITHUB.match(repository)
+    if not m:
+        return None
+    return f"https://colab.research.google.com/github/{m['owner']}/{m['repo']}/blob/{ref}/{path}"
+
+
+def setup_cell(repository: str = "", ref: str = "") -> str:
+    """The setup cell every notebook starts with, with the address and ref filled in."""
+    return SETUP_CELL.replace(
+        'COURSE_REPO = ""', f"COURSE_REPO = {json.dumps(repository)}", 1
+    ).replace('COURSE_REF = ""', f"COURSE_REF = {json.dumps(ref)}", 1)
+
+
+def is_setup_cell(cell) -> bool:
+    return cell.cell_type == "code" and re.search(r"^COURSE_REPO = ", cell.source, re.M) is not None
+
+
+def stamp(nb: nbformat.NotebookNode, path: str, repository: str = "", ref: str = "") -> bool:
+    """Give `nb` (published at `path` in the repository, e.g. 'notebooks/01_vae.ipynb') the
+    canonical setup cell and, for a GitHub address, the Colab badge at the top of its first
+    markdown cell. True if anything changed."""
+    if repository and not ref:
+        raise ValueError(
+            f"{path}: a repository address needs a ref (tag or commit) to pin the install to"
+        )
+    setups = [c for c in nb.cells if is_setup_cell(c)]
+    if len(setups) != 1:
+        raise ValueError(
+            f"{path}: expected one setup cell (a code cell with 'COURSE_REPO = '), found {len(setups)}"
+        )
+    changed = False
+    new = setup_cell(repository, ref)
+    if setups[0].source != new:
+        setups[0].source, changed = new, True
+    title = next(c for c in nb.cells if c.cell_type == "markdown")
+    lines = [line for line in title.source.split("\n") if not line.startswith(BADGE)]
+    url = colab_url(repository, ref, path) if repository else None
+    if url:
+        lines = [f"{BADGE}({url})", ""] + (lines[1:] if lines and lines[0] == "" else lines)
+    elif lines and lines[0] == "" and title.source.startswith(BADGE):
+        lines = lines[1:]
+    text = "\n".join(lines)
+    if title.source != text:
+        title.source, changed = text, True
+    return changed
+
+
+def course_address(course_json: Path) -> tuple[str, str]:
+    """(repository, ref) from course.json; the ref defaults to the checkout's exact tag, else its
+    commit. ('', '') when no repository is set."""
+    settings = json.loads(course_json.read_text()) if course_json.exists() else {}
+    repository = settings.get("repository", "")
+    if not repository:
+        return "", ""
+    ref = settings.get("ref", "")
+    if not ref:
+        root = course_json.resolve().parent
+
+        def git(*args):
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+
+        tag = git("describe", "--tags", "--exact-match")
+        commit = git("rev-parse", "HEAD")
+        ref = tag.stdout.strip() if tag.returncode == 0 else commit.stdout.strip()
+        if not ref:
+            raise ValueError(
+                f"{course_json}: no 'ref' given and {root} is not a git checkout: add "
+                '"ref": "<tag or commit>" so the notebooks install the package they were made with'
+            )
+    return repository, ref
