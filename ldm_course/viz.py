@@ -74,21 +74,25 @@ def reconstructions(
 
 
 def latent_channels(z: torch.Tensor, *, n: int = 4, title: str | None = None):
-    """Each latent channel of the first n items as a gray image; (B, C, h, w)."""
+    """Each latent channel of the first n items as an image on one shared, symmetric colour scale
+    (blue negative, red positive), with its colour bar; (B, C, h, w)."""
     n = min(n, len(z))
     c = z.shape[1]
-    fig, axes = plt.subplots(n, c, figsize=(1.6 * c, 1.6 * n), squeeze=False)
+    fig, axes = plt.subplots(n, c, figsize=(1.6 * c + 0.9, 1.6 * n), squeeze=False)
     lim = z[:n].abs().max().item()
     for i in range(n):
         for j in range(c):
-            axes[i][j].imshow(z[i, j].detach().cpu().numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+            image = axes[i][j].imshow(
+                z[i, j].detach().cpu().numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim
+            )
             axes[i][j].set_xticks([])
             axes[i][j].set_yticks([])
             if i == 0:
                 axes[i][j].set_title(f"channel {j}")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, (1.6 * c) / (1.6 * c + 0.9), 1))
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="latent value")
     return fig
 
 

@@ -30,7 +30,7 @@ def test_grid_array_and_save_grid_keep_pixels(tmp_path):
     [
         (lambda: viz.image_grid(IMGS, nrow=3, title="t"), 1),
         (lambda: viz.reconstructions(IMGS, IMGS, n=3), 1),
-        (lambda: viz.latent_channels(torch.randn(2, 4, 8, 8), n=2), 8),
+        (lambda: viz.latent_channels(torch.randn(2, 4, 8, 8), n=2), 9),  # 8 maps and the colour bar
         (lambda: viz.histograms(torch.randn(5, 4, 8, 8)), 4),
         (
             lambda: viz.plot_history(
@@ -60,4 +60,13 @@ def test_helpers_return_figures(make, axes):
     assert isinstance(fig, plt.Figure)
     if axes is not None:
         assert len(fig.axes) == axes
+    plt.close(fig)
+
+
+def test_latent_channels_has_one_shared_colour_bar():
+    fig = viz.latent_channels(torch.randn(2, 4, 8, 8), n=2)
+    bars = [ax for ax in fig.axes if ax.get_ylabel() == "latent value"]
+    assert len(fig.axes) == 2 * 4 + 1 and len(bars) == 1
+    lo, hi = fig.axes[0].images[0].get_clim()
+    assert lo == -hi  # symmetric: white is zero
     plt.close(fig)
