@@ -19,6 +19,7 @@ Read it in the order the notebooks teach it (one file per idea):
       diffusion.py    LatentDiffusion: VAE + U-Net + schedule, loss, guidance
     training (01 and 04 train live)
       train.py        the loop shared by both models; train_vae.py and train_ldm.py use it
+      precision.py    fp32, bf16 or fp16 + gradient scaler, chosen from the device
       checkpoint.py, run_folder.py, distributed.py   files, run folders, DDP
     05 end to end
       metrics.py      PSNR, SSIM, Frechet distance, nearest neighbours
@@ -26,7 +27,8 @@ Read it in the order the notebooks teach it (one file per idea):
       evaluate.py     `ldm-course evaluate`: the numbers of the model cards
 
 Around them: viz.py (figures), checks.py (exercise checks), replay.py (saved outputs that replay on
-any CPU), editions.py (solved -> learner notebooks), cli.py with cli_args.py, cli_models.py,
+any CPU), editions.py and publish.py (solved -> learner notebooks; the setup cell, Colab badge and pinned
+install), cli.py with cli_args.py, cli_models.py,
 limits.py and image_files.py (the `ldm-course` command), and bench/ (benchmarks and comparisons:
 the lab, not the course).
 
