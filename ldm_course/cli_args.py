@@ -51,32 +51,17 @@ def _number(text: str, kind: type, what: str):
 
 def resolve_device(name: str) -> torch.device:
     """--device: 'auto' picks the best available; a named device must exist on this machine."""
-    from ldm_course.device import get_device
+    from ldm_course.device import check_device, get_device
 
     if name == "auto":
         return get_device()
     try:
-        device = torch.device(name)
+        torch.device(name)
     except RuntimeError:
         raise ValueError(
             f"--device {name!r} is not a device; use auto, cpu, cuda, cuda:1 or mps"
         ) from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            why = "this PyTorch has no CUDA support" if torch.version.cuda is None else "no GPU"
-            raise ValueError(
-                f"--device {name}: CUDA is not available here ({why}); use cpu or auto"
-            )
-        if (device.index or 0) >= torch.cuda.device_count():
-            raise ValueError(
-                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA devices "
-                "(cuda:0 ...); choose one of them"
-            )
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {name}: Apple's MPS is not available here; use cpu or auto")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device {name}: use auto, cpu, cuda, cuda:N or mps")
-    return device
+    return check_device(name, what=f"--device {name}")
 
 
 def check_output(path: str, *, suffixes: tuple[str, ...], what: str = "--out") -> None:

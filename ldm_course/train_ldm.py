@@ -11,6 +11,7 @@ import torch
 from ldm_course.checkpoint import load_tensors, save_tensors
 from ldm_course.config import LDMTrainConfig, to_dict
 from ldm_course.data import TensorImageDataset, classes_in_turn, twemoji
+from ldm_course.device import check_device
 from ldm_course.diffusion import LatentDiffusion
 from ldm_course.distributed import World, wrap
 from ldm_course.latents import encoder_fingerprint, estimate_scale_factor
@@ -196,7 +197,7 @@ def train_ldm(
     set, stored with the weights. The caller's thread count and global RNG are left as they were.
     """
     check_config(cfg)
-    device = torch.device(device)
+    device = check_device(device)  # a named device this machine lacks: one clear error, first
     world = world or World(device=device)
     with global_torch_state(cfg.seed, num_threads=cfg.num_threads, device=world.device):
         return _train_ldm(cfg, Path(run_dir), vae, vae_source, data, resume, world, progress)

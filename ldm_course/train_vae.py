@@ -9,6 +9,7 @@ import torch
 from ldm_course.checkpoint import save_tensors
 from ldm_course.config import VAETrainConfig, to_dict
 from ldm_course.data import TensorImageDataset, twemoji
+from ldm_course.device import check_device
 from ldm_course.discriminator import PatchDiscriminator, adversarial_terms
 from ldm_course.distributed import World, wrap
 from ldm_course.limits import check_batch_size, check_config
@@ -114,7 +115,7 @@ def train_vae(
     caller's thread count and global RNG are left as they were.
     """
     check_config(cfg)  # e.g. a negative adversarial_weight: refused, not trained without D
-    device = torch.device(device)
+    device = check_device(device)  # a named device this machine lacks: one clear error, first
     world = world or World(device=device)
     with global_torch_state(cfg.seed, num_threads=cfg.num_threads, device=world.device):
         return _train_vae(cfg, Path(run_dir), data, resume, world, progress)

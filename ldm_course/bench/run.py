@@ -37,6 +37,7 @@ from ldm_course.bench.latent_vs_pixel import (
 )
 from ldm_course.bench.measure import CLOCKS
 from ldm_course.checkpoint import atomic_write
+from ldm_course.device import check_device
 
 Benchmark = Literal["latent-vs-pixel", "diffusers", "efficiency", "quality"]
 BENCHMARKS: tuple[str, ...] = get_args(Benchmark)
@@ -132,10 +133,7 @@ def check_args(args: argparse.Namespace) -> None:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda, but torch sees no CUDA device; use --device cpu")
-    return device
+    return check_device(name, what=f"--device {name}")
 
 
 def run_benchmark(
