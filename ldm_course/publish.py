@@ -117,8 +117,7 @@ def course_address(course_json: Path) -> tuple[str, str]:
             return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
 
         tag = git("describe", "--tags", "--exact-match")
-        commit = git("rev-parse", "HEAD")
-        ref = tag.stdout.strip() if tag.returncode == 0 else commit.stdout.strip()
+        ref = (tag if tag.returncode == 0 else git("rev-parse", "HEAD")).stdout.strip()
         if not ref:
             raise ValueError(
                 f"{course_json}: no 'ref' given and {root} is not a git checkout: add "

@@ -13,6 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from nbval.plugin import get_sanitize_patterns
 
 from ldm_course.replay import RECORD_ENV, approx, approx_list, expect_saved
 
@@ -21,9 +22,8 @@ SANITIZE = ROOT / "notebooks" / "nbval_sanitize.cfg"
 
 
 def sanitize(text: str) -> str:
-    """What nbval does to an output before comparing it (same parsing as nbval's)."""
-    pairs = re.findall("^regex: (.*)$\n^replace: (.*)$", SANITIZE.read_text(), flags=re.M)
-    for regex, replace in pairs:
+    """What nbval does to an output before comparing it, with nbval's own parser of the file."""
+    for regex, replace in get_sanitize_patterns(SANITIZE.read_text()):
         text = re.sub(regex, replace, text)
     return text
 

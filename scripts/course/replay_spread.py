@@ -133,7 +133,6 @@ def main() -> None:
         print(
             f"{key[:59]:<60}{e['spread']:>11.3g}{e['max_from_saved']:>14.3g}{e['tol']:>11.3g}{ratio:>11.3g}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"settings": settings, "figures": values}
     atomic_write(
         args.out, lambda tmp: tmp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
