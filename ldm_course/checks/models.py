@@ -1,0 +1,35 @@
+"""The small random model the build checks of notebooks 04 and 05 run the learner's code on."""
+
+import torch
+
+from ldm_course.checks.core import keep_rng
+from ldm_course.config import UNetConfig, VAEConfig
+from ldm_course.diffusion import LatentDiffusion
+from ldm_course.schedules import make_schedule
+from ldm_course.unet import UNet
+from ldm_course.vae import VAE
+
+
+def tiny_ldm(num_classes: int = 3) -> LatentDiffusion:
+    """A small random LatentDiffusion, the same on every call: 32x32 images, 4x4x4 latents, a
+    cosine schedule with T = 20 (each step changes alpha_bar visibly), scale_factor 0.7."""
+    with keep_rng():
+        torch.manual_seed(0)
+        vae = VAE(VAEConfig(base_channels=4, norm_groups=4))
+        unet = UNet(
+            UNetConfig(
+                base_channels=8,
+                num_res_blocks=1,
+                attention_levels=(),
+                norm_groups=4,
+                num_classes=num_classes,
+            )
+        )
+    gen = torch.Generator().manual_seed(0)
+    # large random weights (the output layer starts at zero): the loss is a sharp fingerprint of
+    # its inputs, so two different wrong answers rarely give the same loss
+    for p in unet.parameters():
+        p.data = torch.randn(p.shape, generator=gen)
+    for p in vae.decoder.parameters():  # decoded images reach beyond [-1, 1]: clamping shows
+        p.data = torch.randn(p.shape, generator=gen) * 0.3
+    return LatentDiffusion(vae, unet, make_schedule("cosine", 20), 0.7, image_size=32).eval()
