@@ -26,7 +26,9 @@ Read it in the order the notebooks teach it (one file per idea):
       pretrained.py   the shipped checkpoints: load_vae(), load_ldm()
       evaluate.py     `ldm-course evaluate`: the numbers of the model cards
 
-Around them: viz.py (figures), checks.py (exercise checks), replay.py (saved outputs that replay on
+Around them: live.py (what the notebooks train live: faces and flags, and the recipes that learn
+them in minutes), viz.py (figures), checks/ (exercise checks, one file per notebook, naming the
+common wrong answers they recognise), replay.py (saved outputs that replay on
 any CPU), editions.py and publish.py (solved -> learner notebooks; the setup cell, Colab badge and pinned
 install), cli.py with cli_args.py, cli_models.py,
 limits.py and image_files.py (the `ldm-course` command), and bench/ (benchmarks and comparisons:
