@@ -71,6 +71,9 @@ class VAETrainConfig:
     perceptual_batch: int = 4
     # Tiny: keeps latents near N(0, I) scale without blurring them (LDM uses 1e-6).
     kl_weight: float = 1e-6
+    # KL warm-up (Bowman et al. 2016, sec. 3.1): the weight at step s (from 0) is
+    # kl_weight * min(1, (s + 1) / kl_warmup_steps); 0 = the full weight from the first step.
+    kl_warmup_steps: int = 0
     # From this step on only the decoder trains (0 = never). The latent space is then fixed, so a
     # diffusion model can train on it while the decoder still improves (as SD's fine-tuned decoders).
     freeze_encoder_at: int = 0

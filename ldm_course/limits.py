@@ -41,6 +41,7 @@ RANGES: dict[str, Range] = {
     "perceptual_weight": OPTIONAL,
     "perceptual_batch": OPTIONAL,
     "kl_weight": OPTIONAL,
+    "kl_warmup_steps": OPTIONAL,
     "freeze_encoder_at": OPTIONAL,
     "adversarial_weight": OPTIONAL,
     "adversarial_start": OPTIONAL,

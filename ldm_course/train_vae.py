@@ -1,6 +1,7 @@
 """Train the autoencoder (notebook 01, `ldm-course train-vae`): L1 (or L2) + LPIPS + tiny KL,
 optionally + a PatchGAN adversarial term for the decoder (discriminator.py)."""
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -15,8 +16,64 @@ from ldm_course.distributed import World, wrap
 from ldm_course.limits import check_batch_size, check_config
 from ldm_course.run_folder import dataset_fingerprint, prepare_run_dir
 from ldm_course.train import Loop, batch_indices, fit, global_torch_state
-from ldm_course.vae import VAE, vae_loss
+from ldm_course.vae import VAE, DiagonalGaussian, vae_loss
 from ldm_course.viz import plot_history, reconstructions, save_figure
+
+# loss_fn(x, recon, posterior, *, lpips, perceptual_weight, kl_weight) -> (total, terms): the
+# signature of the notebook 01 exercise; terms holds "recon", "kl" and, with LPIPS, "lpips"
+VAELossFn = Callable[..., tuple[torch.Tensor, dict]]
+
+
+def kl_weight_at(step: int, *, kl_weight: float, kl_warmup_steps: int) -> float:
+    """The KL weight at `step` (from 0): kl_weight * min(1, (step + 1) / kl_warmup_steps), a linear
+    ramp from kl_weight / kl_warmup_steps at step 0 to the full weight at step kl_warmup_steps - 1
+    (KL annealing, Bowman et al. 2016, sec. 3.1). kl_warmup_steps = 0: kl_weight at every step."""
+    if kl_warmup_steps <= 0:
+        return kl_weight
+    return kl_weight * min(1.0, (step + 1) / kl_warmup_steps)
+
+
+def check_loss_fn(cfg: VAETrainConfig) -> None:
+    """A learner's loss_fn has the exercise's signature: no recon_loss or perceptual_batch option.
+    Refuse the settings it would silently ignore."""
+    if cfg.recon != "l1":
+        raise ValueError(
+            f"loss_fn computes an L1 reconstruction term, but recon={cfg.recon!r}; "
+            "set recon='l1', or train with the built-in loss (loss_fn=None)"
+        )
+    if cfg.perceptual_weight > 0 and cfg.perceptual_batch not in (0, cfg.batch_size):
+        raise ValueError(
+            f"loss_fn takes LPIPS over the whole batch, but perceptual_batch={cfg.perceptual_batch} "
+            f"(batch_size={cfg.batch_size}); set perceptual_batch=0, or train with the built-in "
+            "loss (loss_fn=None)"
+        )
+
+
+def learner_loss(
+    loss_fn: VAELossFn,
+    x: torch.Tensor,
+    recon: torch.Tensor,
+    posterior: DiagonalGaussian,
+    *,
+    lpips: torch.nn.Module | None,
+    perceptual_weight: float,
+    kl_weight: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """loss_fn's (total, terms) as vae_loss returns them: the same keys, floats, "total" last."""
+    total, terms = loss_fn(
+        x, recon, posterior, lpips=lpips, perceptual_weight=perceptual_weight, kl_weight=kl_weight
+    )
+    keys = ["recon", "kl"] + (["lpips"] if perceptual_weight > 0 else [])
+    missing = [k for k in keys if k not in terms]
+    extra = sorted(set(terms) - {*keys, "total"})
+    if missing or extra:
+        raise ValueError(
+            f"loss_fn returned terms {sorted(terms)}; the training history needs exactly {keys} "
+            f"(missing {missing}, unexpected {extra})"
+        )
+    parts = {k: terms[k].item() if torch.is_tensor(terms[k]) else float(terms[k]) for k in keys}
+    parts["total"] = total.item()
+    return total, parts
 
 
 def init_vae(vae: VAE, source: str) -> None:
@@ -44,10 +101,12 @@ def vae_step(
     disc: PatchDiscriminator | None,
     cfg: VAETrainConfig,
     world: World,
+    loss_fn: VAELossFn | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """One step's loss: vae_loss on the batch of `step`, plus the adversarial terms with a
-    discriminator. The posterior's noise is drawn from `gen` for the whole batch, so a batch split
-    over GPUs is trained on the same noise as on one."""
+    """One step's loss: vae_loss (or the learner's loss_fn) on the batch of `step`, with the KL
+    weight of kl_weight_at, plus the adversarial terms with a discriminator. The posterior's noise
+    is drawn from `gen` for the whole batch, so a batch split over GPUs is trained on the same
+    noise as on one."""
     frozen = not cfg.train_encoder or (cfg.freeze_encoder_at and step >= cfg.freeze_encoder_at)
     vae.encoder.requires_grad_(not frozen)
     idx = batch_indices(step, n=len(images), batch_size=cfg.batch_size, seed=cfg.seed)
@@ -57,16 +116,28 @@ def vae_step(
     noise = world.shard(noise).to(world.device)  # (B / world, C, h, w): this process's rows
     recon, posterior = model(x, noise=noise)
     recon = recon.float()
-    total, parts = vae_loss(
-        x,
-        recon,
-        posterior,
-        lpips=lpips,
-        perceptual_weight=cfg.perceptual_weight,
-        kl_weight=cfg.kl_weight,
-        recon_loss=cfg.recon,
-        perceptual_batch=cfg.perceptual_batch,
-    )
+    kl_weight = kl_weight_at(step, kl_weight=cfg.kl_weight, kl_warmup_steps=cfg.kl_warmup_steps)
+    if loss_fn is None:
+        total, parts = vae_loss(
+            x,
+            recon,
+            posterior,
+            lpips=lpips,
+            perceptual_weight=cfg.perceptual_weight,
+            kl_weight=kl_weight,
+            recon_loss=cfg.recon,
+            perceptual_batch=cfg.perceptual_batch,
+        )
+    else:
+        total, parts = learner_loss(
+            loss_fn,
+            x,
+            recon,
+            posterior,
+            lpips=lpips,
+            perceptual_weight=cfg.perceptual_weight,
+            kl_weight=kl_weight,
+        )
     if disc is None:
         return total, parts
     weight = cfg.adversarial_weight if step >= cfg.adversarial_start else 0.0
@@ -107,21 +178,30 @@ def train_vae(
     resume: bool = False,
     world: World | None = None,
     progress: bool = True,
+    loss_fn: VAELossFn | None = None,
 ) -> tuple[VAE, dict]:
     """Train (or resume) a VAE on `data` (default: the built-in Twemoji train split at cfg.size).
 
     Returns the trained VAE (eval mode) and the history dict. Writes config.json, the checkpoint,
     model.safetensors, history.json, and reconstructions/loss-curve PNGs into `run_dir`. The
     caller's thread count and global RNG are left as they were.
+
+    loss_fn: a loss to train with in place of `vae_loss` (notebook 01's exercise), called as
+    loss_fn(x, recon, posterior, lpips=, perceptual_weight=, kl_weight=) -> (total, terms) with
+    terms {"recon", "kl"} (+ "lpips" when perceptual_weight > 0), floats or 0-d tensors. It has
+    no recon_loss or perceptual_batch option, so it needs recon="l1" and perceptual_batch 0 (or
+    the batch size). Not recorded in config.json: resume a run with the loss it started with.
     """
     check_config(cfg)  # e.g. a negative adversarial_weight: refused, not trained without D
+    if loss_fn is not None:
+        check_loss_fn(cfg)
     device = check_device(device)  # a named device this machine lacks: one clear error, first
     world = world or World(device=device)
     with global_torch_state(cfg.seed, num_threads=cfg.num_threads, device=world.device):
-        return _train_vae(cfg, Path(run_dir), data, resume, world, progress)
+        return _train_vae(cfg, Path(run_dir), data, resume, world, progress, loss_fn)
 
 
-def _train_vae(cfg, run_dir, data, resume, world, progress):
+def _train_vae(cfg, run_dir, data, resume, world, progress, loss_fn=None):
     """train_vae inside global_torch_state (the initial weights come from cfg.seed)."""
     data = data if data is not None else twemoji("train", size=cfg.size)
     check_batch_size(cfg.batch_size, len(data), "images")
@@ -159,7 +239,15 @@ def _train_vae(cfg, run_dir, data, resume, world, progress):
     images = data.images
     preview = images[:: max(1, len(images) // 8)][:8].to(world.device)  # fixed images to watch
     step_fn = partial(
-        vae_step, vae=vae, model=model, images=images, lpips=lpips, disc=disc, cfg=cfg, world=world
+        vae_step,
+        vae=vae,
+        model=model,
+        images=images,
+        lpips=lpips,
+        disc=disc,
+        cfg=cfg,
+        world=world,
+        loss_fn=loss_fn,
     )
     loop = Loop(
         run_dir=run_dir,
