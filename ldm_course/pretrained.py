@@ -46,12 +46,16 @@ def _load_model(
 
 
 SHIPPED_VAES = {"lpips": "vae", "adversarial": "vae-adversarial"}
+# The same recipe without the perceptual term (perceptual_weight=0): a VAE of its own, with its own
+# encoder and latent space, on which no U-Net was trained. Notebook 02 compares it with the default.
+SHIPPED_VAE_WITHOUT_LPIPS = "vae-l1"
 
 
 def load_vae(
     path: str | Path | None = None,
     *,
     decoder: str = "lpips",
+    perceptual: bool = True,
     device: torch.device | str = "cpu",
 ) -> VAE:
     """The shipped VAE (or one from a run folder / file), float32, eval mode, frozen.
@@ -59,20 +63,36 @@ def load_vae(
     decoder chooses between the two shipped decoders of one encoder (so one latent space, on
     which both shipped U-Nets were trained): "lpips" (L1 + LPIPS, the default) or "adversarial"
     (that decoder fine-tuned with a PatchGAN term as well; notebook 02, section 5).
+    perceptual=False loads the shipped VAE trained with L1 + KL only (no LPIPS term), at the same
+    budget as the default's first stage: its own encoder, so not for decoding the U-Nets' latents
+    (notebook 02, section 4).
     """
-    file = shipped_vae_file(decoder)
+    file = shipped_vae_file(decoder, perceptual=perceptual)
     if path is not None and decoder != "lpips":
         raise ValueError(
             f"decoder={decoder!r} chooses a shipped VAE, but a path ({path}) was given too; "
             "drop decoder= to load the file"
         )
+    if path is not None and not perceptual:
+        raise ValueError(
+            f"perceptual=False chooses a shipped VAE, but a path ({path}) was given too; "
+            "drop perceptual= to load the file"
+        )
     return _load_model(file if path is None else path, "vae", "VAE", VAE, VAEConfig, device)[0]
 
 
-def shipped_vae_file(decoder: str = "lpips") -> Path:
-    """The shipped VAE with the L1 + LPIPS decoder or with the adversarial one (same encoder)."""
+def shipped_vae_file(decoder: str = "lpips", *, perceptual: bool = True) -> Path:
+    """The shipped VAE with the L1 + LPIPS decoder or with the adversarial one (same encoder);
+    perceptual=False: the shipped VAE trained without LPIPS (its own encoder, one decoder)."""
     if decoder not in SHIPPED_VAES:
         raise ValueError(f"decoder must be 'lpips' or 'adversarial', got {decoder!r}")
+    if not perceptual:
+        if decoder != "lpips":
+            raise ValueError(
+                f"perceptual=False is a VAE of its own with one decoder; decoder={decoder!r} "
+                "belongs to the shipped L1 + LPIPS VAE"
+            )
+        return pretrained_dir() / f"{SHIPPED_VAE_WITHOUT_LPIPS}.safetensors"
     return pretrained_dir() / f"{SHIPPED_VAES[decoder]}.safetensors"
 
 
