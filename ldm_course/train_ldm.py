@@ -2,6 +2,7 @@
 measure the scale factor, then epsilon-prediction on scaled latents with EMA and label dropout."""
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -29,6 +30,10 @@ from ldm_course.train import (
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
 from ldm_course.viz import image_grid, plot_history, save_figure
+
+# step_fn(model, mean, std, y, *, generator, cond_drop_prob) -> loss: the signature of notebook 04's
+# exercise, the draws and loss of LatentDiffusion.training_step without its other options
+LDMStepFn = Callable[..., torch.Tensor]
 
 
 def fingerprint(vae: VAE, images: torch.Tensor) -> str:
@@ -116,6 +121,24 @@ class TrainingLatents:
     mirror: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
 
+def check_step_fn(cfg: LDMTrainConfig, world: World) -> None:
+    """A learner's step_fn has the exercise's signature: no Min-SNR weights, no mirror images, the
+    whole batch on one process. Refuse the settings it would silently ignore."""
+    fix = "or train with the built-in step (step_fn=None)"
+    if cfg.min_snr_gamma > 0:
+        raise ValueError(
+            f"step_fn computes the plain loss L_simple, but min_snr_gamma={cfg.min_snr_gamma}; "
+            f"set min_snr_gamma=0, {fix}"
+        )
+    if cfg.flip:
+        raise ValueError(f"step_fn takes no mirror images, but flip=True; set flip=False, {fix}")
+    if world.size > 1:
+        raise ValueError(
+            f"step_fn trains the whole batch on one process, but the world size is {world.size} "
+            f"(DDP); train on one device, {fix}"
+        )
+
+
 def ldm_step(
     step: int,
     gen: torch.Generator,
@@ -125,19 +148,26 @@ def ldm_step(
     latents: TrainingLatents,
     cfg: LDMTrainConfig,
     world: World,
+    step_fn: LDMStepFn | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The batch of `step` (a function of the seed and the step), then LatentDiffusion.training_step."""
+    """The batch of `step` (a function of the seed and the step), then LatentDiffusion.training_step
+    (or the learner's step_fn, given the same batch and generator)."""
     if cfg.sample_by == "group":
         idx = group_batch_indices(
             step, groups=latents.groups, batch_size=cfg.batch_size, seed=cfg.seed
         )  # (B,)
     else:
         idx = batch_indices(step, n=len(latents.mean), batch_size=cfg.batch_size, seed=cfg.seed)
+    mean, std = latents.mean[idx], latents.std[idx]  # (B, C, h, w) each
+    y = latents.labels[idx] if latents.labels is not None else None  # (B,)
+    if step_fn is not None:
+        loss = step_fn(ldm, mean, std, y, generator=gen, cond_drop_prob=cfg.cond_drop_prob)
+        return loss, {"loss": loss.item()}
     mirror = tuple(v[idx] for v in latents.mirror) if latents.mirror is not None else None
     loss = ldm.training_step(
-        latents.mean[idx],
-        latents.std[idx],
-        latents.labels[idx] if latents.labels is not None else None,
+        mean,
+        std,
+        y,
         generator=gen,
         cond_drop_prob=cfg.cond_drop_prob,
         min_snr_gamma=cfg.min_snr_gamma,
@@ -189,21 +219,33 @@ def train_ldm(
     resume: bool = False,
     world: World | None = None,
     progress: bool = True,
+    step_fn: LDMStepFn | None = None,
 ) -> tuple[LatentDiffusion, dict]:
     """Train (or resume) the U-Net on latents of `data` (default: Twemoji train split at cfg.size).
 
     Returns the LatentDiffusion with EMA weights (eval mode, with the data's class names) and the
     history. The scale factor is 1 / std of latents sampled from q(z|x) over the whole training
     set, stored with the weights. The caller's thread count and global RNG are left as they were.
+
+    step_fn: a training step to use in place of LatentDiffusion.training_step (notebook 04's
+    exercise), called as step_fn(ldm, mean, std, y, generator=, cond_drop_prob=) -> loss with the
+    batch's posterior mean and std (B, C, h, w), labels y (B,) or None, and the step's generator;
+    it must draw and compute what training_step does. It has no Min-SNR, mirror or DDP option, so
+    it needs min_snr_gamma=0, flip=False and one process. Not recorded in config.json: resume a
+    run with the step it started with.
     """
     check_config(cfg)
     device = check_device(device)  # a named device this machine lacks: one clear error, first
     world = world or World(device=device)
+    if step_fn is not None:
+        check_step_fn(cfg, world)
     with global_torch_state(cfg.seed, num_threads=cfg.num_threads, device=world.device):
-        return _train_ldm(cfg, Path(run_dir), vae, vae_source, data, resume, world, progress)
+        return _train_ldm(
+            cfg, Path(run_dir), vae, vae_source, data, resume, world, progress, step_fn
+        )
 
 
-def _train_ldm(cfg, run_dir, vae, vae_source, data, resume, world, progress):
+def _train_ldm(cfg, run_dir, vae, vae_source, data, resume, world, progress, step_fn=None):
     """train_ldm inside global_torch_state (the initial weights come from cfg.seed)."""
     data = data if data is not None else twemoji("train", size=cfg.size, labels=cfg.labels)
     if cfg.sample_by not in ("image", "group"):
@@ -272,7 +314,13 @@ def _train_ldm(cfg, run_dir, vae, vae_source, data, resume, world, progress):
         model=unet,
         optimizer=torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0),
         step_fn=partial(
-            ldm_step, ldm=ldm, model=wrap(unet, world), latents=latents, cfg=cfg, world=world
+            ldm_step,
+            ldm=ldm,
+            model=wrap(unet, world),
+            latents=latents,
+            cfg=cfg,
+            world=world,
+            step_fn=step_fn,
         ),
         ema=ema,
         artifacts=partial(write_samples, ldm=ldm, ema=ema, run_dir=run_dir),
