@@ -53,7 +53,7 @@ SHRINK = """
 
 # notebook -> text its GPU branch prints (the settings it chose before training was shrunk)
 BRANCHES = {
-    "01_vae": "1000 steps, batch 4, 64x64 images",
+    "01_vae": "2000 steps, batch 4, 32x32 images",
     "02_perceptual_loss": "1000 steps at 64x64",
     "04_latent_diffusion": "training 3000 steps, batch 8",
     "05_end_to_end": "measured on GPU",
