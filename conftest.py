@@ -2,7 +2,7 @@
 
 The saved notebook outputs were executed with one thread, and the replay uses one thread unless
 OMP_NUM_THREADS says otherwise. Either way they replay: figures whose last digits depend on the CPU
-or the thread count are checked with measured tolerances, not compared as text (ldm_course/replay.py;
+or the thread count are checked with measured tolerances, not compared as text (ldm_course/course/replay.py;
 scripts/course/replay_settings.sh replays under several instruction sets and thread counts).
 """
 

@@ -1,6 +1,7 @@
 """ldm_course: a miniature Stable Diffusion, verified piece by piece.
 
-Read it in the order the notebooks teach it (one file per idea):
+The top level is the course: the math and the models, one file per idea. Read them in the order
+the notebooks teach them:
 
     config.py         frozen dataclasses for every model and training setting; the CLI presets
     data.py           Twemoji and image folders -> tensors in [-1, 1], deterministic splits
@@ -17,28 +18,32 @@ Read it in the order the notebooks teach it (one file per idea):
       samplers.py     DDPM and DDIM steps and loops
       unet.py         the denoising U-Net
       diffusion.py    LatentDiffusion: VAE + U-Net + schedule, loss, guidance
-    training (01 and 04 train live)
-      train.py        the loop shared by both models; train_vae.py and train_ldm.py use it
-      precision.py    fp32, bf16 or fp16 + gradient scaler, chosen from the device
-      checkpoint.py, run_folder.py, distributed.py   files, run folders, DDP
     05 end to end
       metrics.py      PSNR, SSIM, Frechet distance, nearest neighbours
       pretrained.py   the shipped checkpoints: load_vae(), load_ldm()
-      evaluate.py     `ldm-course evaluate`: the numbers of the model cards
 
-Around them: live.py (what the notebooks train live: faces and flags, and the recipes that learn
-them in minutes), viz.py (figures), checks/ (exercise checks, one file per notebook, naming the
-common wrong answers they recognise), replay.py (saved outputs that replay on
-any CPU), editions.py and publish.py (solved -> learner notebooks; the setup cell, Colab badge and pinned
-install), cli.py with cli_args.py, cli_models.py,
-limits.py and image_files.py (the `ldm-course` command), and bench/ (benchmarks and comparisons:
-the lab, not the course).
+The rooms around it:
 
-Import the pieces from their modules (``from ldm_course.vae import VAE``); importing the package
-itself only defines ``get_device``.
+    training/   the loop shared by both models (train.py), train_vae.py, train_ldm.py, and
+                evaluate.py (`ldm-course evaluate`: the numbers of the model cards)
+    course/     what the notebooks need besides the math: checks/ (exercise checks, one file per
+                notebook), live.py (what the notebooks train live), viz.py (figures), replay.py,
+                editions.py and publish.py (solved -> learner notebooks, the setup cell)
+    infra/      plumbing: checkpoint.py, run_folder.py, limits.py, precision.py, device.py,
+                distributed.py, image_files.py
+    cli/        the `ldm-course` command
+    bench/      benchmarks and comparisons: the lab, not the course
+    assets/     the dataset and the shipped checkpoints
+
+Import the pieces from their modules (``from ldm_course.vae import VAE``). Importing the package
+itself only defines ``get_device`` and keeps the pre-0.2 flat import paths working for one release
+(``infra/moved.py``).
 """
 
-from ldm_course.device import get_device
+from ldm_course.infra import moved
+from ldm_course.infra.device import get_device
+
+moved.install()
 
 __all__ = ["get_device"]
 __version__ = "0.1.0"

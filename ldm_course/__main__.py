@@ -1,5 +1,5 @@
 import sys
 
-from ldm_course.cli import main
+from ldm_course.cli.main import main
 
 sys.exit(main())

@@ -6,8 +6,8 @@ Odd values carry a comment. Presets are plain functions of a name, checked at th
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from ldm_course.limits import check_setting
-from ldm_course.precision import Precision
+from ldm_course.infra.limits import check_setting
+from ldm_course.infra.precision import Precision
 
 Preset = Literal["cpu-fast", "cpu-full", "gpu"]
 PRESETS: tuple[str, ...] = ("cpu-fast", "cpu-full", "gpu")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from ldm_course.image_files import list_images, open_image, rgb_array
+from ldm_course.infra.image_files import list_images, open_image, rgb_array
 
 TWEMOJI_CATEGORIES = (
     "Smileys & Emotion",

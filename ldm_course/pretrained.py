@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from ldm_course.checkpoint import load_tensors, load_weights, save_tensors
 from ldm_course.config import UNetConfig, VAEConfig, from_dict
 from ldm_course.diffusion import LatentDiffusion
+from ldm_course.infra.checkpoint import load_tensors, load_weights, save_tensors
 from ldm_course.schedules import make_schedule
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
@@ -195,7 +195,7 @@ def export(
 
 def write_card(stem: Path, card: dict) -> None:
     """Model card as JSON (for programs) and markdown (for people)."""
-    from ldm_course.checkpoint import atomic_write
+    from ldm_course.infra.checkpoint import atomic_write
 
     atomic_write(
         stem.with_suffix(".json"), lambda p: p.write_text(json.dumps(card, indent=2) + "\n")

@@ -7,8 +7,8 @@ import torch
 
 from ldm_course.config import LDMTrainConfig, UNetConfig, VAEConfig, VAETrainConfig
 from ldm_course.data import TensorImageDataset
-from ldm_course.train_ldm import train_ldm
-from ldm_course.train_vae import train_vae
+from ldm_course.training.train_ldm import train_ldm
+from ldm_course.training.train_vae import train_vae
 
 SMALL = {"size": 32, "batch_size": 4, "log_every": 1, "sample_every": 0, "warmup_steps": 1}
 TINY_VAE = VAETrainConfig(

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ldm_course.train import batch_indices, group_batch_indices
+from ldm_course.training.train import batch_indices, group_batch_indices
 
 
 def test_image_epochs_visit_every_image_once():
@@ -48,7 +48,7 @@ def test_group_batches_refuse_bad_groups():
 def test_train_ldm_refuses_group_sampling_without_groups(tmp_path, sample_by, message):
     from ldm_course.config import LDMTrainConfig, VAEConfig
     from ldm_course.data import TensorImageDataset
-    from ldm_course.train_ldm import train_ldm
+    from ldm_course.training.train_ldm import train_ldm
     from ldm_course.vae import VAE
 
     data = TensorImageDataset(torch.zeros(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ldm_course import checks
+from ldm_course.course import checks
 from ldm_course.samplers import ddim_step, ddim_timesteps, previous_timesteps
 
 BUILD_CHECKS = ("check_vae_loss", "check_training_step", "check_sampling_loop")

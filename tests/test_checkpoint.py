@@ -3,7 +3,6 @@ import json
 import pytest
 import torch
 
-from ldm_course.checkpoint import atomic_write, load_tensors, load_weights, save_tensors
 from ldm_course.config import (
     UNetConfig,
     VAEConfig,
@@ -14,6 +13,7 @@ from ldm_course.config import (
     vae_preset,
 )
 from ldm_course.data import twemoji
+from ldm_course.infra.checkpoint import atomic_write, load_tensors, load_weights, save_tensors
 from ldm_course.pretrained import load_ldm, load_unet, load_vae
 from ldm_course.vae import VAE
 

@@ -4,7 +4,7 @@ reports an unattempted exercise without raising."""
 import pytest
 import torch
 
-from ldm_course import checks
+from ldm_course.course import checks
 
 CASES = {
     "check_reparameterize": (

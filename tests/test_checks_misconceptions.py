@@ -4,7 +4,7 @@ misconception; other wrong answers get a short generic line; edge cases are in e
 import pytest
 import torch
 
-from ldm_course import checks
+from ldm_course.course import checks
 
 EXERCISE_CHECKS = (
     "check_reparameterize",

@@ -4,7 +4,7 @@ import sys
 import pytest
 from PIL import Image
 
-from ldm_course.cli import main
+from ldm_course.cli.main import main
 from ldm_course.data import classes_in_turn
 
 

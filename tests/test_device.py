@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from ldm_course.config import ldm_preset, vae_preset
-from ldm_course.device import check_device
-from ldm_course.train_ldm import train_ldm
-from ldm_course.train_vae import train_vae
+from ldm_course.infra.device import check_device
+from ldm_course.training.train_ldm import train_ldm
+from ldm_course.training.train_vae import train_vae
 
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 

@@ -5,7 +5,7 @@ from helpers import optimise
 from ldm_course.config import UNetConfig, VAEConfig
 from ldm_course.diffusion import LatentDiffusion, diffusion_loss, guided_eps
 from ldm_course.schedules import make_schedule
-from ldm_course.train_ldm import cache_latents
+from ldm_course.training.train_ldm import cache_latents
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
 

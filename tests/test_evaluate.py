@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
-from ldm_course import evaluate as evaluate_module
 from ldm_course.config import UNetConfig, VAEConfig
 from ldm_course.data import twemoji
 from ldm_course.diffusion import LatentDiffusion
 from ldm_course.schedules import make_schedule
+from ldm_course.training import evaluate as evaluate_module
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
 

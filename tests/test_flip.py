@@ -11,7 +11,7 @@ from ldm_course.data import (
     load_twemoji_arrays,
     twemoji,
 )
-from ldm_course.train_ldm import train_ldm
+from ldm_course.training.train_ldm import train_ldm
 from ldm_course.vae import VAE
 
 N = 24

@@ -19,8 +19,8 @@ SHRINK = """
     import dataclasses
 
     import ldm_course.config as config
-    import ldm_course.train_ldm as train_ldm_module
-    import ldm_course.train_vae as train_vae_module
+    import ldm_course.training.train_ldm as train_ldm_module
+    import ldm_course.training.train_vae as train_vae_module
 
     _vae_preset, _ldm_preset = config.vae_preset, config.ldm_preset
 

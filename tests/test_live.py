@@ -1,10 +1,10 @@
-"""The live-run subset and recipes (ldm_course/live.py)."""
+"""The live-run subset and recipes (ldm_course/course/live.py)."""
 
 import pytest
 import torch
 
+from ldm_course.course.live import LIVE_CLASSES, live_ldm_config, live_subset, live_vae_config
 from ldm_course.data import twemoji
-from ldm_course.live import LIVE_CLASSES, live_ldm_config, live_subset, live_vae_config
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
 

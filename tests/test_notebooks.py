@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ldm_course.editions import learner_notebook, sources, strip_solution
+from ldm_course.course.editions import learner_notebook, sources, strip_solution
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = [

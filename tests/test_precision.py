@@ -4,13 +4,13 @@ every setting, and fp16 with a gradient scaler trains and resumes exactly (on th
 import pytest
 import torch
 
-from ldm_course import train as train_module
-from ldm_course.checkpoint import load_tensors
 from ldm_course.config import VAEConfig, VAETrainConfig, ldm_preset, override, vae_preset
 from ldm_course.data import TensorImageDataset
-from ldm_course.limits import check_config
-from ldm_course.precision import choose_precision, describe
-from ldm_course.train_vae import train_vae
+from ldm_course.infra.checkpoint import load_tensors
+from ldm_course.infra.limits import check_config
+from ldm_course.infra.precision import choose_precision, describe
+from ldm_course.training import train as train_module
+from ldm_course.training.train_vae import train_vae
 
 CUDA = torch.device("cuda")
 

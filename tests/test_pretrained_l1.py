@@ -7,9 +7,8 @@ import json
 import pytest
 import torch
 
-from ldm_course.checkpoint import load_tensors
 from ldm_course.data import twemoji
-from ldm_course.evaluate import vae_metrics
+from ldm_course.infra.checkpoint import load_tensors
 from ldm_course.metrics import psnr
 from ldm_course.perceptual import LPIPS
 from ldm_course.pretrained import (
@@ -18,6 +17,7 @@ from ldm_course.pretrained import (
     pretrained_dir,
     shipped_vae_file,
 )
+from ldm_course.training.evaluate import vae_metrics
 
 
 def card() -> dict:

@@ -10,8 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ldm_course.editions import main as editions_main
-from ldm_course.publish import BADGE, colab_url, course_address, setup_cell, stamp
+from ldm_course.course.editions import main as editions_main
+from ldm_course.course.publish import BADGE, colab_url, course_address, setup_cell, stamp
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "solutions").glob("0*.ipynb")) + sorted(
@@ -155,4 +155,4 @@ def test_setup_cell_without_address_says_what_to_do():
     assert run.returncode == 1
     message = re.sub(r"\s+", " ", run.stderr)
     assert "run `pip install -e .` in the course folder" in message
-    assert "python -m ldm_course.editions solutions notebooks" in message
+    assert "python -m ldm_course.course.editions solutions notebooks" in message

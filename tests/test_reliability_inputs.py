@@ -12,14 +12,16 @@ import torch
 from PIL import Image
 from reliability_helpers import TINY_VAE, vae_run
 
-from ldm_course import cli_args, config, image_files
-from ldm_course.cli import main
+from ldm_course import config
+from ldm_course.cli import args as cli_args
+from ldm_course.cli.main import main
+from ldm_course.course.viz import comparison_layout, image_grid, save_figure, save_grid
 from ldm_course.data import image_folder, load_image
+from ldm_course.infra import image_files
+from ldm_course.infra.limits import RANGES, check_config
 from ldm_course.latents import slerp
-from ldm_course.limits import RANGES, check_config
 from ldm_course.pretrained import load_vae
 from ldm_course.vae import VAE
-from ldm_course.viz import comparison_layout, image_grid, save_figure, save_grid
 
 
 @pytest.mark.parametrize("kind", ["grid", "figure"])

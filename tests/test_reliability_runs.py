@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 from reliability_helpers import TINY_VAE, ldm_run, tiny_data, vae_run
 
-from ldm_course import run_folder
-from ldm_course.cli import main
+from ldm_course.cli.main import main
+from ldm_course.infra import run_folder
 
 
 def test_a_run_without_its_checkpoint_is_never_overwritten(tmp_path):  # item 1

@@ -15,7 +15,7 @@ import pytest
 import torch
 from nbval.plugin import get_sanitize_patterns
 
-from ldm_course.replay import RECORD_ENV, approx, approx_list, expect_saved
+from ldm_course.course.replay import RECORD_ENV, approx, approx_list, expect_saved
 
 ROOT = Path(__file__).resolve().parents[1]
 SANITIZE = ROOT / "notebooks" / "nbval_sanitize.cfg"
@@ -121,7 +121,7 @@ def replay_with_broken_package(tmp_path: Path, notebook: str, patch: str) -> tup
 @pytest.mark.slow
 def test_inverted_scale_factor_fails_the_replay_of_03(tmp_path):
     patch = """
-        import ldm_course.checks as checks
+        import ldm_course.course.checks as checks
         _reference = checks.reference_scale_factor
         checks.reference_scale_factor = lambda latents: 1 / _reference(latents)  # broken: std, not 1/std
     """

@@ -8,7 +8,7 @@ import torch
 from reliability_helpers import TINY_LDM, ldm_run
 
 from ldm_course.config import VAEConfig
-from ldm_course.distributed import World
+from ldm_course.infra.distributed import World
 from ldm_course.vae import VAE
 
 CFG = replace(TINY_LDM, steps=4, cond_drop_prob=0.5)  # conditional, some labels dropped

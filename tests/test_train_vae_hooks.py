@@ -7,8 +7,8 @@ import pytest
 import torch
 from reliability_helpers import TINY_VAE, vae_run
 
-from ldm_course.limits import check_config
-from ldm_course.train_vae import kl_weight_at
+from ldm_course.infra.limits import check_config
+from ldm_course.training.train_vae import kl_weight_at
 from ldm_course.vae import vae_loss
 
 CFG = replace(TINY_VAE, steps=4, kl_weight=0.01)  # a KL weight that moves the weights visibly
@@ -78,7 +78,7 @@ def test_loss_fn_refuses_settings_it_cannot_follow(tmp_path, setting, match):
 
 
 def test_loss_fn_with_lpips_over_the_whole_batch_is_accepted():
-    from ldm_course.train_vae import check_loss_fn
+    from ldm_course.training.train_vae import check_loss_fn
 
     for batch in (0, CFG.batch_size):
         check_loss_fn(replace(CFG, perceptual_weight=0.1, perceptual_batch=batch))

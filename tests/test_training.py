@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ldm_course.checkpoint import load_tensors, save_tensors
 from ldm_course.data import twemoji
+from ldm_course.infra.checkpoint import load_tensors, save_tensors
 from ldm_course.pretrained import load_ldm
 
 pytestmark = pytest.mark.slow  # every test here trains through the CLI in subprocesses

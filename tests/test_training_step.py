@@ -7,8 +7,8 @@ from ldm_course.config import LDMTrainConfig, UNetConfig, VAEConfig, VAETrainCon
 from ldm_course.data import TensorImageDataset
 from ldm_course.diffusion import LatentDiffusion, diffusion_loss
 from ldm_course.schedules import make_schedule
-from ldm_course.train_ldm import train_ldm
-from ldm_course.train_vae import train_vae
+from ldm_course.training.train_ldm import train_ldm
+from ldm_course.training.train_vae import train_vae
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
 

@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ldm_course import viz  # noqa: E402
+from ldm_course.course import viz  # noqa: E402
 from ldm_course.schedules import make_schedule  # noqa: E402
 
 IMGS = torch.linspace(-1, 1, 6 * 3 * 8 * 8).view(6, 3, 8, 8)

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 
-from ldm_course.checkpoint import atomic_write
+from ldm_course.course.viz import save_grid
 from ldm_course.data import twemoji, twemoji_labels_of
-from ldm_course.evaluate import NEAR_DUPLICATE_RMSE
+from ldm_course.infra.checkpoint import atomic_write
 from ldm_course.metrics import FeatureExtractor, frechet_distance, nearest_neighbours
 from ldm_course.pretrained import load_ldm
-from ldm_course.viz import save_grid
+from ldm_course.training.evaluate import NEAR_DUPLICATE_RMSE
 
 SUBSETS = ("all", "People & Body", "other categories")
 

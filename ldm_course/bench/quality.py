@@ -12,9 +12,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ldm_course.checkpoint import atomic_write
 from ldm_course.config import UNetConfig, VAEConfig
 from ldm_course.diffusion import LatentDiffusion
+from ldm_course.infra.checkpoint import atomic_write
 from ldm_course.metrics import frechet_distance
 from ldm_course.schedules import make_schedule
 from ldm_course.unet import UNet

@@ -36,8 +36,8 @@ from ldm_course.bench.latent_vs_pixel import (
     latent_vs_pixel,
 )
 from ldm_course.bench.measure import CLOCKS
-from ldm_course.checkpoint import atomic_write
-from ldm_course.device import check_device
+from ldm_course.infra.checkpoint import atomic_write
+from ldm_course.infra.device import check_device
 
 Benchmark = Literal["latent-vs-pixel", "diffusers", "efficiency", "quality"]
 BENCHMARKS: tuple[str, ...] = get_args(Benchmark)

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ldm_course.checkpoint import atomic_write
 from ldm_course.data import TWEMOJI_CATEGORIES, TWEMOJI_SHA256, twemoji_content_hash
+from ldm_course.infra.checkpoint import atomic_write
 
 IMAGE_DIR = "package/img/twitter/64/"
 

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Polygon  # noqa: E402
 
-from ldm_course.viz import save_figure  # noqa: E402
+from ldm_course.course.viz import save_figure  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[2] / "images"
 BLUE, ORANGE, GREEN, GRAY, RED = "#dbe9f6", "#fde2c4", "#d9f0d3", "#eeeeee", "#f6d0d0"

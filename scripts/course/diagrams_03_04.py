@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from ldm_course.viz import save_figure
+from ldm_course.course.viz import save_figure
 
 OUT = Path(__file__).resolve().parents[2] / "images"
 

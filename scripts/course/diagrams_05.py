@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from ldm_course.viz import save_figure
+from ldm_course.course.viz import save_figure
 
 OUT = Path(__file__).resolve().parents[2] / "images"
 PIXEL, LATENT, MODEL, NOTE = "#dbe9f6", "#fde8c8", "#d9f0d3", "#555555"

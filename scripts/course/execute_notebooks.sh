@@ -7,11 +7,11 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 unset MPLBACKEND
 # one thread, the replay's default (root conftest.py); live figures replay under other settings too
-# (checked with tolerances, ldm_course/replay.py), and this keeps the saved values reproducible here
+# (checked with tolerances, ldm_course/course/replay.py), and this keeps the saved values reproducible here
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 EDITIONS=${EDITIONS:-notebooks solutions}
 # the learner edition is regenerated (outputs cleared) only when it is executed here too
-[[ " $EDITIONS " == *" notebooks "* ]] && $PY -m ldm_course.editions solutions notebooks
+[[ " $EDITIONS " == *" notebooks "* ]] && $PY -m ldm_course.course.editions solutions notebooks
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for edition in $EDITIONS; do

@@ -48,8 +48,8 @@ rm -rf "$run_dir"
 
 "$PY" - "$results" "$STEPS" "$train_rc" "$train_s" "$OUT/summary.json" <<'EOF'
 import json, sys, torch
-from ldm_course.checkpoint import atomic_write
-from ldm_course.precision import choose_precision
+from ldm_course.infra.checkpoint import atomic_write
+from ldm_course.infra.precision import choose_precision
 results, steps, train_rc, train_s, out = sys.argv[1:]
 device = torch.device("cuda")
 summary = {

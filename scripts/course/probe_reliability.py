@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ldm_course.cli import main  # noqa: E402
+from ldm_course.cli.main import main  # noqa: E402
 
 TINY = ["--set", "size=32", "--set", "batch_size=4", "--set", "log_every=1"]
 TINY += ["--set", "sample_every=0", "--set", "warmup_steps=1", "--device", "cpu"]
@@ -97,7 +97,7 @@ def p1_folder_without_checkpoint(tmp: Path):
 
 
 def p2_atomic_images(tmp: Path):
-    from ldm_course.viz import save_grid
+    from ldm_course.course.viz import save_grid
 
     path = tmp / "grid.png"
     save_grid(torch.zeros(4, 3, 32, 32), path)

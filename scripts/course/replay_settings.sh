@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Replay notebooks with `pytest` (nbval) under several CPU settings: the saved outputs must pass on
-# any instruction set and thread count (ldm_course/replay.py explains how).
+# any instruction set and thread count (ldm_course/course/replay.py explains how).
 #   bash scripts/course/replay_settings.sh                        # learner notebooks, all four settings
 #   bash scripts/course/replay_settings.sh avx2 "2 threads"       # some settings
 #   EDITION=solutions bash scripts/course/replay_settings.sh avx2 # the solved edition

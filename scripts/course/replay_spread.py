@@ -2,7 +2,7 @@
 
 Executes the notebooks (copies, in a temporary folder) once per setting: the default instruction
 set, AVX2 only, AVX-512 (where the CPU has it) and two threads instead of one. Each run records the
-live value of every figure that a cell checks with `ldm_course.replay.expect_saved` (through the
+live value of every figure that a cell checks with `ldm_course.course.replay.expect_saved` (through the
 LDM_COURSE_REPLAY_RECORD variable). Prints, per figure, its values, their spread (largest minus
 smallest over the settings), the largest distance from the saved value, the tolerance and how many
 spreads fit into it; writes the same to a JSON file. This is where the tolerances come from.
@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ldm_course.checkpoint import atomic_write
+from ldm_course.infra.checkpoint import atomic_write
 
 ROOT = Path(__file__).resolve().parents[2]
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -12,11 +12,11 @@ import argparse
 import json
 from pathlib import Path
 
-from ldm_course.checkpoint import atomic_write
 from ldm_course.data import twemoji
-from ldm_course.evaluate import vae_metrics
+from ldm_course.infra.checkpoint import atomic_write
 from ldm_course.perceptual import LPIPS
 from ldm_course.pretrained import load_vae
+from ldm_course.training.evaluate import vae_metrics
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Does a higher VAE KL weight keep guided samples diverse? Live chains on faces and flags.
 
-For each KL weight, train the live chain of notebook 05 (ldm_course.live: a VAE at 32x32, f = 4,
+For each KL weight, train the live chain of notebook 05 (ldm_course.course.live: a VAE at 32x32, f = 4,
 then the live U-Net on its latents), sample PER_CLASS faces and PER_CLASS flags at several guidance
 scales from the same noise, and measure diversity as in notebook 05's guidance sweep: the mean
 LPIPS (AlexNet, shift-tolerant weights) over all pairs of samples of one class. The same measure on
@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from ldm_course.checks import reference_sampling_loop
-from ldm_course.live import LIVE_CLASSES, live_ldm_config, live_subset, live_vae_config
+from ldm_course.course.checks import reference_sampling_loop
+from ldm_course.course.live import LIVE_CLASSES, live_ldm_config, live_subset, live_vae_config
 from ldm_course.metrics import FeatureExtractor, frechet_distance
 from ldm_course.perceptual import LPIPS
-from ldm_course.train_ldm import train_ldm
-from ldm_course.train_vae import train_vae
+from ldm_course.training.train_ldm import train_ldm
+from ldm_course.training.train_vae import train_vae
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from ship_checkpoints import hardware, run_summary, write_shipped_card
 
-from ldm_course.checkpoint import load_tensors
+from ldm_course.infra.checkpoint import load_tensors
 from ldm_course.pretrained import SHIPPED_VAES, export, shipped_vae_file
 
 

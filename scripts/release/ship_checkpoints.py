@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ldm_course.checkpoint import load_json, load_tensors
+from ldm_course.infra.checkpoint import load_json, load_tensors
 from ldm_course.pretrained import pretrained_dir, write_card
 
 

@@ -1,7 +1,7 @@
 """Ship the L1-only VAE (run 3 of scripts/release/train_shipped.sh: the cpu-full preset with
 perceptual_weight=0) as vae-l1.safetensors (fp16) with its model card, for notebook 02's comparison
 of the two full-budget VAEs. Evaluates the shipped file and, for comparison, the shipped default VAE
-(L1 + LPIPS) on the held-out test split with `ldm_course.evaluate.vae_metrics`.
+(L1 + LPIPS) on the held-out test split with `ldm_course.training.evaluate.vae_metrics`.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/release/ship_l1_vae.py runs/vae-l1 \\
         --command "ldm-course train-vae --preset cpu-full --set perceptual_weight=0"
@@ -13,9 +13,9 @@ from pathlib import Path
 from ship_checkpoints import hardware, run_summary, write_shipped_card
 
 from ldm_course.data import twemoji
-from ldm_course.evaluate import vae_metrics
 from ldm_course.perceptual import LPIPS
 from ldm_course.pretrained import SHIPPED_VAE_WITHOUT_LPIPS, export, load_vae
+from ldm_course.training.evaluate import vae_metrics
 
 
 def main() -> None:
@@ -59,7 +59,7 @@ def main() -> None:
             "its latents.",
             **summary,
             "metrics_test_split": metrics,
-            "metrics_how": "ldm_course.evaluate.vae_metrics: reconstructions from the posterior "
+            "metrics_how": "ldm_course.training.evaluate.vae_metrics: reconstructions from the posterior "
             "mean, clamped to [-1, 1]; PSNR and SSIM (ldm_course.metrics), LPIPS AlexNet with the "
             "shift-tolerant weights (stlpips); the fp16 files as loaded (float32), one CPU thread",
             "notes": args.notes,

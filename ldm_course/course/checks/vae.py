@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import torch
 
-from ldm_course.checks.core import (
+from ldm_course.course.checks.core import (
     CheckResult,
     Misconception,
     _compare,

@@ -5,8 +5,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ldm_course.checks.core import CheckResult, Misconception, case_index, check_function
-from ldm_course.checks.models import tiny_ldm
+from ldm_course.course.checks.core import CheckResult, Misconception, case_index, check_function
+from ldm_course.course.checks.models import tiny_ldm
 from ldm_course.samplers import ddim_step
 from ldm_course.schedules import NoiseSchedule, make_schedule, q_sample
 

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import torch
 
-from ldm_course.checkpoint import save_tensors
 from ldm_course.config import VAETrainConfig, to_dict
+from ldm_course.course.viz import plot_history, reconstructions, save_figure
 from ldm_course.data import TensorImageDataset, twemoji
-from ldm_course.device import check_device
 from ldm_course.discriminator import PatchDiscriminator, adversarial_terms
-from ldm_course.distributed import World, wrap
-from ldm_course.limits import check_batch_size, check_config
-from ldm_course.run_folder import dataset_fingerprint, prepare_run_dir
-from ldm_course.train import Loop, batch_indices, fit, global_torch_state
+from ldm_course.infra.checkpoint import save_tensors
+from ldm_course.infra.device import check_device
+from ldm_course.infra.distributed import World, wrap
+from ldm_course.infra.limits import check_batch_size, check_config
+from ldm_course.infra.run_folder import dataset_fingerprint, prepare_run_dir
+from ldm_course.training.train import Loop, batch_indices, fit, global_torch_state
 from ldm_course.vae import VAE, DiagonalGaussian, vae_loss
-from ldm_course.viz import plot_history, reconstructions, save_figure
 
 # loss_fn(x, recon, posterior, *, lpips, perceptual_weight, kl_weight) -> (total, terms): the
 # signature of the notebook 01 exercise; terms holds "recon", "kl" and, with LPIPS, "lpips"

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ldm_course.checkpoint import load_json
+from ldm_course.infra.checkpoint import load_json
 
 # what `fit`, train_vae and train_ldm write into a run folder, besides the latents cache
 # (latents*.safetensors: checked against its fingerprint before reuse, so a new run may replace

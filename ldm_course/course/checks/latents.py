@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import torch
 
-from ldm_course.checks.core import CheckResult, Misconception, case_index, check_function
+from ldm_course.course.checks.core import CheckResult, Misconception, case_index, check_function
 from ldm_course.schedules import make_schedule
 
 # ---- the scale factor ----

@@ -72,7 +72,7 @@ RANGES: dict[str, Range] = {
 
 # settings that are one of a few names
 CHOICES: dict[str, tuple[str, ...]] = {
-    "precision": ("auto", "fp32", "bf16", "fp16"),  # ldm_course.precision
+    "precision": ("auto", "fp32", "bf16", "fp16"),  # ldm_course.infra.precision
 }
 
 
@@ -90,7 +90,9 @@ def check_setting(name: str, value: Any, *, label: str = "") -> None:
     items = value if isinstance(value, tuple) else (value,)
     allowed = RANGES.get(name)
     if allowed is None:
-        raise ValueError(f"setting {name!r} has no allowed range in ldm_course.limits; add one")
+        raise ValueError(
+            f"setting {name!r} has no allowed range in ldm_course.infra.limits; add one"
+        )
     for item in items:
         if not allowed.contains(item):
             raise ValueError(

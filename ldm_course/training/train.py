@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ldm_course.checkpoint import (
+from ldm_course.infra.checkpoint import (
     load_json,
     load_optimizer,
     load_tensors,
@@ -27,9 +27,9 @@ from ldm_course.checkpoint import (
     save_json,
     save_tensors,
 )
-from ldm_course.distributed import World, mean_over_ranks
-from ldm_course.precision import autocast, choose_precision, describe, grad_scaler
-from ldm_course.run_folder import check_free_space, check_same_run
+from ldm_course.infra.distributed import World, mean_over_ranks
+from ldm_course.infra.precision import autocast, choose_precision, describe, grad_scaler
+from ldm_course.infra.run_folder import check_free_space, check_same_run
 
 
 def cosine_lr(step: int, *, lr: float, min_lr: float, warmup_steps: int, steps: int) -> float:

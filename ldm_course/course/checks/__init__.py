@@ -15,8 +15,8 @@ notebook runs top to bottom; `result.use(learner_fn, reference_fn)` picks what t
     models.py         tiny_ldm, the small random model of the build checks
 """
 
-from ldm_course.checks.core import CheckResult, Misconception, check_function
-from ldm_course.checks.diffusion import (
+from ldm_course.course.checks.core import CheckResult, Misconception, check_function
+from ldm_course.course.checks.diffusion import (
     DDIM_MISCONCEPTIONS,
     Q_SAMPLE_MISCONCEPTIONS,
     TRAINING_STEP_MISCONCEPTIONS,
@@ -27,7 +27,7 @@ from ldm_course.checks.diffusion import (
     reference_q_sample,
     reference_training_step,
 )
-from ldm_course.checks.latents import (
+from ldm_course.course.checks.latents import (
     LATENT_SNR_MISCONCEPTIONS,
     SCALE_FACTOR_MISCONCEPTIONS,
     check_latent_snr,
@@ -35,8 +35,8 @@ from ldm_course.checks.latents import (
     reference_latent_snr,
     reference_scale_factor,
 )
-from ldm_course.checks.models import tiny_ldm
-from ldm_course.checks.perceptual import (
+from ldm_course.course.checks.models import tiny_ldm
+from ldm_course.course.checks.perceptual import (
     HINGE_MISCONCEPTIONS,
     LPIPS_MISCONCEPTIONS,
     NORMALIZE_MISCONCEPTIONS,
@@ -47,7 +47,7 @@ from ldm_course.checks.perceptual import (
     reference_lpips_distance,
     reference_normalize_channels,
 )
-from ldm_course.checks.sampling import (
+from ldm_course.course.checks.sampling import (
     CFG_MISCONCEPTIONS,
     SAMPLING_MISCONCEPTIONS,
     SLERP_MISCONCEPTIONS,
@@ -58,7 +58,7 @@ from ldm_course.checks.sampling import (
     reference_sampling_loop,
     reference_slerp,
 )
-from ldm_course.checks.vae import (
+from ldm_course.course.checks.vae import (
     KL_MISCONCEPTIONS,
     REPARAMETERIZE_MISCONCEPTIONS,
     VAE_LOSS_MISCONCEPTIONS,

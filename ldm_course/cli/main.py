@@ -11,16 +11,16 @@ from pathlib import Path
 
 import torch
 
-from ldm_course import cli_args
-from ldm_course.cli_args import count, non_negative, resolve_device, seed
-from ldm_course.cli_models import ldm_path, ldm_vae, vae_path
+from ldm_course.cli import args as cli_args
+from ldm_course.cli.args import count, non_negative, resolve_device, seed
+from ldm_course.cli.models import ldm_path, ldm_vae, vae_path
 from ldm_course.config import PRESETS, ldm_preset, override, vae_preset
 
 
 def _data(args, cfg):
     """The built-in Twemoji train split, or the user's own folder of images (--data DIR)."""
     from ldm_course.data import image_folder, twemoji
-    from ldm_course.image_files import folder_summary
+    from ldm_course.infra.image_files import folder_summary
 
     labels = getattr(cfg, "labels", "category")  # only the LDM config chooses labels
     if args.data in (None, "twemoji"):
@@ -37,7 +37,7 @@ def _data(args, cfg):
 
 def _train(args, preset, train_fn, *extra) -> None:
     """Shared by train-vae and train-ldm: config from preset + overrides, process group, summary."""
-    from ldm_course.distributed import setup_world, teardown
+    from ldm_course.infra.distributed import setup_world, teardown
 
     cfg = override(preset(args.preset), args.set)
     world = setup_world(resolve_device(args.device))
@@ -59,7 +59,7 @@ def _train(args, preset, train_fn, *extra) -> None:
 
 
 def cmd_train_vae(args) -> None:
-    from ldm_course.train_vae import train_vae
+    from ldm_course.training.train_vae import train_vae
 
     _train(args, vae_preset, train_vae)
 
@@ -68,7 +68,7 @@ def cmd_train_ldm(args) -> None:
     from functools import partial
 
     from ldm_course.pretrained import load_vae
-    from ldm_course.train_ldm import train_ldm
+    from ldm_course.training.train_ldm import train_ldm
 
     vae = load_vae(vae_path(args.vae))
     _train(args, ldm_preset, partial(train_ldm, vae_source=args.vae or "pretrained"), vae)
@@ -86,7 +86,7 @@ def _load_ldm(args):
 
 
 def cmd_sample(args) -> None:
-    from ldm_course.viz import save_grid
+    from ldm_course.course.viz import save_grid
 
     start = time.perf_counter()
     cli_args.check_output(args.out, suffixes=cli_args.IMAGE_OUT)
@@ -123,11 +123,11 @@ def _class_id(label: str, names: list[str]) -> int:
 
 
 def cmd_reconstruct(args) -> None:
+    from ldm_course.course.viz import comparison_layout, save_grid
     from ldm_course.data import image_folder, twemoji
-    from ldm_course.image_files import folder_summary
+    from ldm_course.infra.image_files import folder_summary
     from ldm_course.metrics import psnr
     from ldm_course.pretrained import load_vae
-    from ldm_course.viz import comparison_layout, save_grid
 
     cli_args.check_output(args.out, suffixes=cli_args.IMAGE_OUT)
     vae = load_vae(vae_path(args.vae), device=resolve_device(args.device))
@@ -149,7 +149,7 @@ def cmd_reconstruct(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from ldm_course.evaluate import evaluate
+    from ldm_course.training.evaluate import evaluate
 
     cli_args.check_output(args.out, suffixes=(".json",))
     report = evaluate(

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ldm_course.checks.core import CheckResult, Misconception, check_function
+from ldm_course.course.checks.core import CheckResult, Misconception, check_function
 from ldm_course.discriminator import hinge_d_loss
 from ldm_course.perceptual import normalize_channels
 

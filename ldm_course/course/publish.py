@@ -6,7 +6,7 @@ A notebook opened on Colab arrives alone, without the package: its setup cell in
 cannot drift apart. The address comes from course.json ({"repository": "...", "ref": "..."});
 without one nothing is invented: no badge, and the setup cell says what to do.
 
-    python -m ldm_course.editions solutions notebooks     # stamps, then writes the learner edition
+    python -m ldm_course.course.editions solutions notebooks     # stamps, then writes the learner edition
 """
 
 import json
@@ -18,7 +18,7 @@ import nbformat
 
 SETUP_CELL = """\
 # Setup: on Colab, install the course package first; everywhere, pick the device and seed.
-COURSE_REPO = ""  # the course's git address, stamped from course.json by `python -m ldm_course.editions`
+COURSE_REPO = ""  # the course's git address, stamped from course.json by `python -m ldm_course.course.editions`
 COURSE_REF = ""  # the tag or commit stamped with it: the package version these notebooks were made with
 import importlib.util
 import os
@@ -31,7 +31,7 @@ if importlib.util.find_spec("ldm_course") is None:
         raise RuntimeError(
             "ldm_course is not installed. On your computer, run `pip install -e .` in the course folder. "
             "On Colab, open the notebooks your instructor published: their setup cell names the course's "
-            "repository (instructors: put it in course.json and run `python -m ldm_course.editions solutions notebooks`)."
+            "repository (instructors: put it in course.json and run `python -m ldm_course.course.editions solutions notebooks`)."
         )
     source = f"git+{COURSE_REPO}@{COURSE_REF}" if COURSE_REF else f"git+{COURSE_REPO}"
     print(f"installing ldm_course from {source} (torch and torchvision stay as installed)")

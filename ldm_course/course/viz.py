@@ -7,8 +7,8 @@ import matplotlib.pyplot as plt
 import torch
 from torchvision.utils import make_grid
 
-from ldm_course.checkpoint import atomic_write
 from ldm_course.data import to_uint8
+from ldm_course.infra.checkpoint import atomic_write
 
 
 def grid_array(images: torch.Tensor, *, nrow: int = 8, padding: int = 2) -> torch.Tensor:

@@ -51,7 +51,7 @@ def _number(text: str, kind: type, what: str):
 
 def resolve_device(name: str) -> torch.device:
     """--device: 'auto' picks the best available; a named device must exist on this machine."""
-    from ldm_course.device import check_device, get_device
+    from ldm_course.infra.device import check_device, get_device
 
     if name == "auto":
         return get_device()
@@ -60,7 +60,7 @@ def resolve_device(name: str) -> torch.device:
 
 def check_output(path: str, *, suffixes: tuple[str, ...], what: str = "--out") -> None:
     """The output must name a file of a known kind in a folder this process can write."""
-    from ldm_course.run_folder import check_writable
+    from ldm_course.infra.run_folder import check_writable
 
     p = Path(path)
     if path.endswith(("/", os.sep)) or p.is_dir():

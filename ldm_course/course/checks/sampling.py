@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import torch
 
-from ldm_course.checks.core import (
+from ldm_course.course.checks.core import (
     CheckResult,
     Misconception,
     _compare,
@@ -12,7 +12,7 @@ from ldm_course.checks.core import (
     check_function,
     evaluate,
 )
-from ldm_course.checks.models import tiny_ldm
+from ldm_course.course.checks.models import tiny_ldm
 from ldm_course.diffusion import guided_eps
 from ldm_course.latents import slerp
 from ldm_course.samplers import ddim_sample, ddim_step, ddim_timesteps, previous_timesteps

@@ -9,17 +9,18 @@ from pathlib import Path
 
 import torch
 
-from ldm_course.checkpoint import load_tensors, save_tensors
 from ldm_course.config import LDMTrainConfig, to_dict
+from ldm_course.course.viz import image_grid, plot_history, save_figure
 from ldm_course.data import TensorImageDataset, classes_in_turn, twemoji
-from ldm_course.device import check_device
 from ldm_course.diffusion import LatentDiffusion
-from ldm_course.distributed import World, wrap
+from ldm_course.infra.checkpoint import load_tensors, save_tensors
+from ldm_course.infra.device import check_device
+from ldm_course.infra.distributed import World, wrap
+from ldm_course.infra.limits import check_batch_size, check_config
+from ldm_course.infra.run_folder import dataset_fingerprint, prepare_run_dir
 from ldm_course.latents import encoder_fingerprint, estimate_scale_factor
-from ldm_course.limits import check_batch_size, check_config
-from ldm_course.run_folder import dataset_fingerprint, prepare_run_dir
 from ldm_course.schedules import make_schedule
-from ldm_course.train import (
+from ldm_course.training.train import (
     EMA,
     Loop,
     batch_indices,
@@ -29,7 +30,6 @@ from ldm_course.train import (
 )
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
-from ldm_course.viz import image_grid, plot_history, save_figure
 
 # step_fn(model, mean, std, y, *, generator, cond_drop_prob) -> loss: the signature of notebook 04's
 # exercise, the draws and loss of LatentDiffusion.training_step without its other options

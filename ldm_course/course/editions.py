@@ -4,9 +4,9 @@ In a code cell, everything between a line `### BEGIN SOLUTION` and a line `### E
 answer; the learner edition replaces it with `raise NotImplementedError("...")` at the same indent,
 so the exercise's check prints "not attempted yet" and the notebook carries on.
 
-    python -m ldm_course.editions solutions notebooks     # write the learner edition (sources only)
+    python -m ldm_course.course.editions solutions notebooks     # write the learner edition (sources only)
 
-The same command gives every notebook the one setup cell of ldm_course.publish and, when
+The same command gives every notebook the one setup cell of ldm_course.course.publish and, when
 course.json holds the repository address, an "Open in Colab" badge and an install pinned to the
 tag or commit it was stamped from.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from ldm_course.publish import course_address, stamp
+from ldm_course.course.publish import course_address, stamp
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from ldm_course.checkpoint import atomic_write
 from ldm_course.data import twemoji, twemoji_labels_of
+from ldm_course.infra.checkpoint import atomic_write
 from ldm_course.latents import encode_images, latent_stats
 from ldm_course.metrics import FeatureExtractor, frechet_distance, nearest_neighbours, psnr, ssim
 from ldm_course.perceptual import LPIPS

@@ -2,8 +2,8 @@
 
 import torch
 
-from ldm_course.checks.core import keep_rng
 from ldm_course.config import UNetConfig, VAEConfig
+from ldm_course.course.checks.core import keep_rng
 from ldm_course.diffusion import LatentDiffusion
 from ldm_course.schedules import make_schedule
 from ldm_course.unet import UNet

@@ -1,0 +1,1 @@
+"""The plumbing: checkpoints, run folders, value ranges, precision, devices, DDP, image files."""
