@@ -8,5 +8,8 @@ scripts/course/replay_settings.sh replays under several instruction sets and thr
 
 import os
 
+# live numbers of cells with `replay` metadata compared within their tolerance (docs/NOTEBOOK_GUIDE.md)
+pytest_plugins = ["ldm_course.course.nbval_tolerance"]
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
