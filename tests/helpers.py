@@ -14,3 +14,16 @@ def optimise(params, loss_fn, *, steps: int, lr: float) -> list[float]:
         opt.step()
         losses.append(loss.item())
     return losses
+
+
+def load_script(path: str):
+    """Import a script that lives outside the package (scripts/...) as a module, by its path
+    from the repository root, so its functions can be tested without putting scripts/ on sys.path."""
+    import importlib.util
+    from pathlib import Path
+
+    file = Path(__file__).resolve().parents[1] / path
+    spec = importlib.util.spec_from_file_location(file.stem, file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,16 +1,18 @@
-"""ldm_course.bench.compare_unets: per-category distances and copies from one sample per test image."""
+"""scripts/experiments/compare_unets.py: per-category distances and copies from one sample per test image."""
 
 import pytest
 import torch
+from helpers import load_script
 from PIL import Image
 
-from ldm_course.bench import compare_unets
 from ldm_course.config import UNetConfig, VAEConfig
 from ldm_course.data import TWEMOJI_CATEGORIES, TensorImageDataset, twemoji
 from ldm_course.diffusion import LatentDiffusion
 from ldm_course.schedules import make_schedule
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
+
+compare_unets = load_script("scripts/experiments/compare_unets.py")
 
 
 class PooledPixels:  # a cheap stand-in for FeatureExtractor: 4x4-pooled pixels, 48-d

@@ -8,7 +8,9 @@
     against_diffusers.py our VAE and U-Net against diffusers' with matching configurations
     efficiency.py        GFLOP/s of a U-Net training step against a large matmul's
     quality.py           sample quality against DDIM / DDPM steps for the shipped model
-    compare_unets.py     U-Net runs side by side: per-category distances and near copies over seeds
+
+U-Net runs side by side (per-category distances and near copies over seeds) are an experiment:
+scripts/experiments/compare_unets.py.
 
 Importing this package does nothing; import the modules.
 """

@@ -2,7 +2,7 @@
 SSIM, LPIPS with the AlexNet the decoders were trained with, and LPIPS with VGG, which none of them
 saw (a fairer judge of the perceptual side). Used for the adversarial decoder
 (docs/experiments/adversarial-decoder.md); the distances of samples decoded by each come from
-`python -m ldm_course.bench.compare_unets --vae`.
+`python scripts/experiments/compare_unets.py --vae`.
 
     python scripts/experiments/compare_decoders.py pretrained runs/vae-adv-0.2 runs/vae-adv-0 \\
         --out benchmarks/results/decoders.json

@@ -24,7 +24,7 @@ $PY scripts/experiments/compare_decoders.py pretrained runs/vae-adv-0 runs/vae-a
 # same latents for every decoder) through each decoder
 samples() {  # out-name, compare_unets options...
   local name=$1; shift
-  $PY -m ldm_course.bench.compare_unets ldm_course/assets/pretrained/unet.safetensors "$@" \
+  $PY scripts/experiments/compare_unets.py ldm_course/assets/pretrained/unet.safetensors "$@" \
     --guidance 1 3 --seeds 0 1 --out "benchmarks/results/$name.json" --grids "runs/grids-$name"
 }
 samples decoders_samples_lpips &

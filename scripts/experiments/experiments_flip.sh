@@ -18,7 +18,7 @@ wait
 # model), DDIM 50, guidance 3 and 1, four seeds; the two pairs side by side
 compare() {  # out-name, unets...
   local name=$1; shift
-  $PY -m ldm_course.bench.compare_unets "$@" --guidance 3 1 --seeds 0 1 2 3 \
+  $PY scripts/experiments/compare_unets.py "$@" --guidance 3 1 --seeds 0 1 2 3 \
     --out "benchmarks/results/$name.json" --grids "runs/grids-$name"
 }
 compare compare_flip_category runs/ldm/model.safetensors runs/ldm-flip/model.safetensors &

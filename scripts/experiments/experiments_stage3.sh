@@ -21,6 +21,6 @@ stage3 runs/ldm-3g --set sample_by=group &
 wait
 # one sample per test image (its category, the same noise for every model), DDIM 50, guidance 1,
 # four seeds (about 50 s per model and seed on one thread)
-$PY -m ldm_course.bench.compare_unets runs/ldm/model.safetensors ldm_course/assets/pretrained/unet.safetensors \
+$PY scripts/experiments/compare_unets.py runs/ldm/model.safetensors ldm_course/assets/pretrained/unet.safetensors \
   runs/ldm-3/model.safetensors runs/ldm-3g/model.safetensors --guidance 1 --seeds 0 1 2 3 \
   --out benchmarks/results/compare_unets.json

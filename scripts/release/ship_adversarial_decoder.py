@@ -7,7 +7,7 @@ tensor (so the latents, the scale factor and both shipped U-Nets stay valid).
         --samples benchmarks/results/decoders_samples_{lpips,0,0.2,0.5}.json
 
 --decoders: scripts/experiments/compare_decoders.py's JSON (reconstruction metrics of each VAE);
---samples: ldm_course/bench/compare_unets.py --vae JSONs (distances of samples decoded by each VAE).
+--samples: scripts/experiments/compare_unets.py --vae JSONs (distances of samples decoded by each VAE).
 """
 
 import argparse

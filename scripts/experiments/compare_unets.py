@@ -7,7 +7,7 @@ several seeds: at these sizes the seed alone moves a Frechet distance by 0.04-0.
 deviations over four seeds in benchmarks/results/compare_unets.json), more than the stages of the
 shipped U-Net differ.
 
-    python -m ldm_course.bench.compare_unets ldm_course/assets/pretrained/unet.safetensors runs/ldm-3 \\
+    python scripts/experiments/compare_unets.py ldm_course/assets/pretrained/unet.safetensors runs/ldm-3 \\
         --seeds 0 1 2 3 --out benchmarks/results/compare_unets.json
 
 Reports, per model and guidance scale: the Frechet distance (FeatureExtractor space, metrics.py)
