@@ -3,7 +3,7 @@ weights, two steps; each trains in about a second."""
 
 from pathlib import Path
 
-import torch
+from helpers import tiny_data as shared_tiny_data
 
 from ldm_course.config import LDMTrainConfig, UNetConfig, VAEConfig, VAETrainConfig
 from ldm_course.data import TensorImageDataset
@@ -27,9 +27,8 @@ TINY_LDM = LDMTrainConfig(
 
 
 def tiny_data(seed: int = 0, n: int = 8) -> TensorImageDataset:
-    gen = torch.Generator().manual_seed(seed)
-    images = torch.rand(n, 3, 32, 32, generator=gen) * 2 - 1  # (n, 3, 32, 32) in [-1, 1]
-    return TensorImageDataset(images, torch.arange(n) % 2, class_names=("a", "b"))
+    """n random 32x32 images of `seed`, classes a, b alternating (helpers.tiny_data)."""
+    return shared_tiny_data(n, seed=seed)
 
 
 def vae_run(run: Path, cfg: VAETrainConfig = TINY_VAE, **kwargs):

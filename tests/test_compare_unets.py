@@ -2,15 +2,10 @@
 
 import pytest
 import torch
-from helpers import load_script
+from helpers import load_script, tiny_ldm
 from PIL import Image
 
-from ldm_course.config import UNetConfig, VAEConfig
 from ldm_course.data import TWEMOJI_CATEGORIES, TensorImageDataset, twemoji
-from ldm_course.diffusion import LatentDiffusion
-from ldm_course.schedules import make_schedule
-from ldm_course.unet import UNet
-from ldm_course.vae import VAE
 
 compare_unets = load_script("scripts/experiments/compare_unets.py")
 
@@ -21,12 +16,7 @@ class PooledPixels:  # a cheap stand-in for FeatureExtractor: 4x4-pooled pixels,
 
 
 def test_one_row_splits_people_from_the_rest_and_counts_copies(tmp_path):
-    torch.manual_seed(0)
-    vae = VAE(VAEConfig(base_channels=8, channel_mult=(1, 1, 1, 1)))  # f = 8: 16x16 -> 2x2
-    unet = UNet(
-        UNetConfig(base_channels=16, channel_mult=(1,), attention_levels=(0,), num_classes=10)
-    )
-    ldm = LatentDiffusion(vae, unet, make_schedule("linear", 20), 1.0, image_size=16).eval()
+    ldm = tiny_ldm(image_size=16, num_classes=10)  # 16x16 images, 2x2 latents
     people = TWEMOJI_CATEGORIES.index("People & Body")
     labels = torch.tensor([people] * 5 + [0] * 7)
     gen = torch.Generator().manual_seed(0)

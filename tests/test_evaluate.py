@@ -5,35 +5,16 @@ import json
 
 import pytest
 import torch
+from helpers import tiny_ldm
 
-from ldm_course.config import UNetConfig, VAEConfig
 from ldm_course.data import twemoji
-from ldm_course.diffusion import LatentDiffusion
-from ldm_course.schedules import make_schedule
 from ldm_course.training import evaluate as evaluate_module
-from ldm_course.unet import UNet
-from ldm_course.vae import VAE
-
-
-def tiny_ldm(class_names) -> LatentDiffusion:
-    torch.manual_seed(0)
-    vae = VAE(VAEConfig(base_channels=8, channel_mult=(1, 1, 1, 1)))  # f = 8: 64x64 -> 8x8
-    unet = UNet(
-        UNetConfig(
-            base_channels=16,
-            channel_mult=(1,),
-            attention_levels=(0,),
-            num_classes=len(class_names),
-        )
-    )
-    schedule = make_schedule("linear", 20)
-    return LatentDiffusion(vae, unet, schedule, 1.0, image_size=64, class_names=class_names).eval()
 
 
 @pytest.mark.slow  # evaluates the shipped VAE on the whole test split: about 30 s
 def test_a_subcategory_model_is_sampled_with_subcategory_labels(tmp_path, monkeypatch):
     sub = twemoji("test", labels="subcategory")
-    ldm = tiny_ldm(sub.class_names)
+    ldm = tiny_ldm(image_size=64, num_classes=len(sub.class_names), class_names=sub.class_names)
     seen = []
     generate = ldm.generate
 

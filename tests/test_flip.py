@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import random_images
 
 from ldm_course.config import LDMTrainConfig, UNetConfig, VAEConfig
 from ldm_course.data import (
@@ -19,7 +20,7 @@ N = 24
 
 def images(symmetric: bool) -> torch.Tensor:
     """(N, 3, 32, 32) random images; symmetric: each equals its own mirror image exactly."""
-    x = torch.rand(N, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    x = random_images(N, seed=1)
     if symmetric:
         x = torch.cat([x[..., :16], x[..., :16].flip(-1)], dim=-1)  # right half mirrors left half
         assert torch.equal(x, x.flip(-1))

@@ -3,6 +3,7 @@ every setting, and fp16 with a gradient scaler trains and resumes exactly (on th
 
 import pytest
 import torch
+from helpers import tiny_data as shared_tiny_data
 
 from ldm_course.config import VAEConfig, VAETrainConfig, ldm_preset, override, vae_preset
 from ldm_course.data import TensorImageDataset
@@ -96,9 +97,8 @@ def fp16_config(**kw) -> VAETrainConfig:
     )
 
 
-def tiny_data() -> TensorImageDataset:
-    images = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    return TensorImageDataset(images, torch.zeros(12, dtype=torch.long))
+def tiny_data() -> TensorImageDataset:  # 12 images of seed 1, all of one unnamed class
+    return shared_tiny_data(12, seed=1, class_names=(), labels=torch.zeros(12, dtype=torch.long))
 
 
 class Killed(Exception):
