@@ -2,6 +2,7 @@
 and a way to import scripts that live outside the package."""
 
 import torch
+from torch import nn
 
 from ldm_course.config import UNetConfig, VAEConfig
 from ldm_course.data import TensorImageDataset
@@ -73,3 +74,49 @@ def load_script(path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# Reference tests against diffusers: copy our weights into the matched diffusers module.
+
+
+def param_modules(model: nn.Module, run) -> list[nn.Module]:
+    """Leaf modules with parameters, in the order the forward pass first calls them."""
+    order = []
+    leaves = [m for m in model.modules() if not list(m.children()) and list(m.parameters())]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: order.append(m) if m not in order else None)
+        for m in leaves
+    ]
+    with torch.no_grad():
+        run()
+    for h in hooks:
+        h.remove()
+    return order
+
+
+def copy_into_diffusers(ours: list[nn.Module], theirs: list[nn.Module]) -> None:
+    """Copy weights pairwise in call order. Our attention's 1x1 qkv convolution (3C, C, 1, 1)
+    becomes diffusers' to_q, to_k, to_v Linear layers (C, C) each; 1x1 proj becomes to_out."""
+    theirs = iter(theirs)
+    for mine in ours:
+        other = next(theirs)
+        if isinstance(mine, nn.Conv2d) and isinstance(other, nn.Linear):
+            targets = [other]
+            if mine.out_channels == 3 * mine.in_channels:  # q, k, v
+                targets += [next(theirs), next(theirs)]
+            for target, w, b in zip(
+                targets, mine.weight.chunk(len(targets)), mine.bias.chunk(len(targets)), strict=True
+            ):
+                target.weight.data.copy_(w.flatten(1))  # (C, C, 1, 1) -> (C, C)
+                target.bias.data.copy_(b)
+            continue
+        for p_mine, p_other in zip(mine.parameters(), other.parameters(), strict=True):
+            p_other.data.copy_(p_mine.data)
+    assert next(theirs, None) is None
+
+
+def randomise(model: nn.Module) -> None:
+    """Our zero-initialised layers would hide mistakes: give every parameter random values."""
+    gen = torch.Generator().manual_seed(0)
+    for p in model.parameters():
+        p.data.copy_(torch.randn(p.shape, generator=gen) * 0.1)

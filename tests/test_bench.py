@@ -1,7 +1,8 @@
 """ldm_course.bench: every benchmark runs end to end at --tiny sizes and writes JSON with the
 expected keys (a smoke test, not a timing test), and the measuring tools are checked against
 independent computations: FLOPs against 2 * multiply-adds, the memory tracker against known
-allocations, the matched diffusers U-Net and VAE decoder against ours with the same weights."""
+allocations. The matched diffusers U-Net and VAE decoder are compared with ours beside the modules
+they check, in test_unet.py and test_vae.py."""
 
 import json
 
@@ -9,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from ldm_course.bench.against_diffusers import TINY_DIFFUSERS, diffusers_unet, diffusers_vae
 from ldm_course.bench.measure import (
     MIB,
     LiveTensorBytes,
@@ -19,8 +19,6 @@ from ldm_course.bench.measure import (
 )
 from ldm_course.bench.quality import pooled_pixel_frechet, quality_vs_steps, tiny_ldm
 from ldm_course.bench.run import BENCHMARKS, main
-from ldm_course.unet import UNet
-from ldm_course.vae import VAE
 
 MACHINE_KEYS = {"date", "torch", "device", "threads", "cpu_model", "load_average_1m_5m_15m", "note"}
 TABLE_KEYS = {  # benchmark -> (table title fragment, columns every row must have)
@@ -109,78 +107,6 @@ def test_interleaving_alternates_order_and_pairs_ratios():
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then AB, BA, AB
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
     assert paired_ratio([2.0, 9.0, 3.0], [1.0, 3.0, 1.0]) == 3.0  # median of 2, 3, 3
-
-
-def _param_modules(model: nn.Module, run) -> list[nn.Module]:
-    """Leaf modules with parameters, in the order the forward pass first calls them."""
-    order = []
-    leaves = [m for m in model.modules() if not list(m.children()) and list(m.parameters())]
-    hooks = [
-        m.register_forward_hook(lambda m, i, o: order.append(m) if m not in order else None)
-        for m in leaves
-    ]
-    with torch.no_grad():
-        run()
-    for h in hooks:
-        h.remove()
-    return order
-
-
-def copy_into_diffusers(ours: list[nn.Module], theirs: list[nn.Module]) -> None:
-    """Copy weights pairwise in call order. Our attention's 1x1 qkv convolution (3C, C, 1, 1)
-    becomes diffusers' to_q, to_k, to_v Linear layers (C, C) each; 1x1 proj becomes to_out."""
-    theirs = iter(theirs)
-    for mine in ours:
-        other = next(theirs)
-        if isinstance(mine, nn.Conv2d) and isinstance(other, nn.Linear):
-            targets = [other]
-            if mine.out_channels == 3 * mine.in_channels:  # q, k, v
-                targets += [next(theirs), next(theirs)]
-            for target, w, b in zip(
-                targets, mine.weight.chunk(len(targets)), mine.bias.chunk(len(targets)), strict=True
-            ):
-                target.weight.data.copy_(w.flatten(1))  # (C, C, 1, 1) -> (C, C)
-                target.bias.data.copy_(b)
-            continue
-        for p_mine, p_other in zip(mine.parameters(), other.parameters(), strict=True):
-            p_other.data.copy_(p_mine.data)
-    assert next(theirs, None) is None
-
-
-def _randomise(model: nn.Module) -> None:
-    """Our zero-initialised layers would hide mistakes: give every parameter random values."""
-    gen = torch.Generator().manual_seed(0)
-    for p in model.parameters():
-        p.data.copy_(torch.randn(p.shape, generator=gen) * 0.1)
-
-
-def test_matched_diffusers_unet_computes_our_function():
-    cfg = TINY_DIFFUSERS.unet
-    ours, theirs = UNet(cfg).eval(), diffusers_unet(cfg, sample_size=4).eval()
-    _randomise(ours)
-    z, t, y = torch.randn(2, 4, 4, 4), torch.tensor([3, 900]), torch.tensor([0, cfg.num_classes])
-    copy_into_diffusers(
-        _param_modules(ours, lambda: ours(z, t, y)),
-        _param_modules(theirs, lambda: theirs(z, t, class_labels=y)),
-    )
-    with torch.no_grad():
-        expected = theirs(z, t, class_labels=y).sample
-        torch.testing.assert_close(ours(z, t, y), expected, atol=1e-5, rtol=1e-4)
-
-
-def test_matched_diffusers_vae_decoder_computes_our_function():
-    """The decoders match exactly. The encoders differ only in padding before each stride-2
-    convolution: ours pads 1 on every side, diffusers' pads right and bottom (as LDM's does)."""
-    cfg = TINY_DIFFUSERS.vae
-    ours, theirs = VAE(cfg).eval(), diffusers_vae(cfg, sample_size=16).eval()
-    _randomise(ours)
-    z = torch.randn(2, cfg.latent_channels, 8, 8)
-    copy_into_diffusers(
-        _param_modules(ours.decoder, lambda: ours.decode(z)),
-        _param_modules(theirs.decoder, lambda: theirs.decode(z)),
-    )
-    with torch.no_grad():
-        torch.testing.assert_close(ours.decode(z), theirs.decode(z).sample, atol=1e-5, rtol=1e-4)
 
 
 def test_stand_in_distance_closed_form():

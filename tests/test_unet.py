@@ -1,6 +1,8 @@
 import pytest
 import torch
+from helpers import copy_into_diffusers, param_modules, randomise
 
+from ldm_course.bench.against_diffusers import TINY_DIFFUSERS, diffusers_unet
 from ldm_course.blocks import timestep_embedding
 from ldm_course.config import UNetConfig
 from ldm_course.unet import UNet
@@ -90,3 +92,17 @@ def test_bad_class_id():
     unet = UNet(CONDITIONAL)
     with pytest.raises(ValueError, match=r"class ids in \[0, 3\]"):
         unet(torch.randn(1, 4, 8, 8), 1, torch.tensor([7]))
+
+
+def test_matched_diffusers_unet_computes_our_function():
+    cfg = TINY_DIFFUSERS.unet
+    ours, theirs = UNet(cfg).eval(), diffusers_unet(cfg, sample_size=4).eval()
+    randomise(ours)
+    z, t, y = torch.randn(2, 4, 4, 4), torch.tensor([3, 900]), torch.tensor([0, cfg.num_classes])
+    copy_into_diffusers(
+        param_modules(ours, lambda: ours(z, t, y)),
+        param_modules(theirs, lambda: theirs(z, t, class_labels=y)),
+    )
+    with torch.no_grad():
+        expected = theirs(z, t, class_labels=y).sample
+        torch.testing.assert_close(ours(z, t, y), expected, atol=1e-5, rtol=1e-4)

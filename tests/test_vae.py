@@ -1,8 +1,9 @@
 import pytest
 import torch
-from helpers import optimise
+from helpers import copy_into_diffusers, optimise, param_modules, randomise
 from torch.distributions import Normal, kl_divergence
 
+from ldm_course.bench.against_diffusers import TINY_DIFFUSERS, diffusers_vae
 from ldm_course.config import VAEConfig
 from ldm_course.vae import VAE, DiagonalGaussian, vae_loss
 
@@ -127,3 +128,18 @@ def test_a_few_steps_lower_the_loss_and_are_reproducible(emoji_batch):
     a, b = run(), run()
     assert a == b
     assert sum(a[-5:]) / 5 < 0.7 * sum(a[:5]) / 5
+
+
+def test_matched_diffusers_vae_decoder_computes_our_function():
+    """The decoders match exactly. The encoders differ only in padding before each stride-2
+    convolution: ours pads 1 on every side, diffusers' pads right and bottom (as LDM's does)."""
+    cfg = TINY_DIFFUSERS.vae
+    ours, theirs = VAE(cfg).eval(), diffusers_vae(cfg, sample_size=16).eval()
+    randomise(ours)
+    z = torch.randn(2, cfg.latent_channels, 8, 8)
+    copy_into_diffusers(
+        param_modules(ours.decoder, lambda: ours.decode(z)),
+        param_modules(theirs.decoder, lambda: theirs.decode(z)),
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(ours.decode(z), theirs.decode(z).sample, atol=1e-5, rtol=1e-4)
