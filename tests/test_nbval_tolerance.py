@@ -9,7 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ldm_course.course.nbval_tolerance import RECORD_ENV, NumberSpec, compare_text, parse_specs
+from ldm_course.course.nbval_tolerance import NumberSpec, compare_text, parse_specs
+from ldm_course.course.replay import RECORD_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 

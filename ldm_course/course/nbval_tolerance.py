@@ -24,13 +24,12 @@ JSON line {"name", "live", "saved", "tol"}. Registered in the repository's conft
 """
 
 import copy
-import json
 import math
-import os
 import re
 from dataclasses import dataclass
 
-RECORD_ENV = "LDM_COURSE_REPLAY_RECORD"
+from ldm_course.course.replay import record
+
 MASK = "<live number>"
 # a decimal number: optional sign, digits with optional thousands commas, fraction, exponent; or nan/inf
 NUMBER = r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
@@ -83,7 +82,7 @@ def compare_text(saved: str, live: str, specs: list[NumberSpec]) -> tuple[str, s
         for s_hit, l_hit in zip(saved_hits, live_hits, strict=True):
             for s_num, l_num in zip(s_hit.groups(), l_hit.groups(), strict=True):
                 s_val, l_val = _to_float(s_num), _to_float(l_num)
-                _record(spec, l_val, s_val)
+                record(spec.at, [l_val], [s_val], spec.tol)
                 if not abs(l_val - s_val) <= spec.tol:  # NaN fails
                     problems.append(
                         f"'{spec.at}': live {l_num}, saved {s_num}, "
@@ -95,14 +94,6 @@ def compare_text(saved: str, live: str, specs: list[NumberSpec]) -> tuple[str, s
 
 def _masked(spec: NumberSpec) -> str:
     return spec.at.replace("{}", MASK).replace("\\", "\\\\")
-
-
-def _record(spec: NumberSpec, live: float, saved: float) -> None:
-    path = os.environ.get(RECORD_ENV)
-    if path:
-        with open(path, "a", encoding="utf-8") as f:
-            line = {"name": spec.at, "live": [live], "saved": [saved], "tol": spec.tol}
-            f.write(json.dumps(line) + "\n")
 
 
 def _text_fields(output: dict) -> list[tuple[str, ...]]:

@@ -57,7 +57,8 @@ def _as_floats(name: str, what: str, value) -> list[float]:
         ) from None
 
 
-def _record(name: str, live: list[float], saved: list[float], tol: float) -> None:
+def record(name: str, live: list[float], saved: list[float], tol: float) -> None:
+    """Append one compared figure to the file named by LDM_COURSE_REPLAY_RECORD (if set)."""
     path = os.environ.get(RECORD_ENV)
     if path:
         with open(path, "a", encoding="utf-8") as f:
@@ -108,7 +109,7 @@ def expect_saved(
         )
         return
     for name, (live, saved, tol) in checked.items():
-        _record(name, live, saved, tol)
+        record(name, live, saved, tol)
     failed = [n for n, (live, saved, tol) in checked.items() if not _within(live, saved, tol)]
     if not failed:
         print(f"replay ✓ {', '.join(checked)}: within tolerance of the saved run")
