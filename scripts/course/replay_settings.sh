@@ -4,24 +4,22 @@
 #   bash scripts/course/replay_settings.sh                        # learner notebooks, all four settings
 #   bash scripts/course/replay_settings.sh avx2 "2 threads"       # some settings
 #   EDITION=solutions bash scripts/course/replay_settings.sh avx2 # the solved edition
-# Settings: default | avx2 | avx512 | "2 threads". avx512 is skipped, with a message, on a CPU
-# without AVX-512. Exits non-zero if any replay fails.
+# Settings: the names in scripts/course/cpu_settings.py (default, avx2, avx512, "2 threads"). avx512
+# is skipped, with a message, on a CPU without AVX-512. Exits non-zero if any replay fails.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 EDITION=${EDITION:-notebooks}
 unset MPLBACKEND  # notebooks need their inline backend
-[ $# -gt 0 ] || set -- default avx2 avx512 "2 threads"
+SETTINGS="scripts/course/cpu_settings.py"
+if [ $# -eq 0 ]; then
+  mapfile -t names < <("$PY" "$SETTINGS")
+  set -- "${names[@]}"
+fi
 failed=()
 for setting in "$@"; do
-  vars=(OMP_NUM_THREADS=1 MKL_NUM_THREADS=1)
-  case "$setting" in
-    default) ;;
-    avx2) vars+=(ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2) ;;
-    avx512) vars+=(ATEN_CPU_CAPABILITY=avx512 ONEDNN_MAX_CPU_ISA=AVX512_CORE) ;;
-    "2 threads") vars=(OMP_NUM_THREADS=2 MKL_NUM_THREADS=2) ;;
-    *) echo "unknown setting '$setting': use default, avx2, avx512 or '2 threads'" >&2; exit 2 ;;
-  esac
+  line=$("$PY" "$SETTINGS" "$setting") || exit 2  # the script names the known settings
+  read -r -a vars <<< "$line"
   capability=$(env "${vars[@]}" "$PY" -c "import torch; print(torch.backends.cpu.get_cpu_capability())")
   if [ "$setting" = avx512 ] && [[ "$capability" != AVX512* ]]; then
     echo "== $setting: skipped, this CPU has no AVX-512 (torch runs at $capability)"

@@ -21,16 +21,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from cpu_settings import SETTINGS  # this script's folder is on sys.path when it runs
+
 from ldm_course.infra.checkpoint import atomic_write
 
 ROOT = Path(__file__).resolve().parents[2]
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-SETTINGS = {
-    "default": ONE_THREAD,
-    "avx2": {**ONE_THREAD, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-    "avx512": {**ONE_THREAD, "ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
-    "2 threads": {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"},
-}
 
 
 def cpu_capability(env: dict) -> str:
