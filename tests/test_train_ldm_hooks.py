@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from reliability_helpers import TINY_LDM, ldm_run
+from run_helpers import TINY_LDM, ldm_run
 
 from ldm_course.config import VAEConfig
 from ldm_course.infra.distributed import World

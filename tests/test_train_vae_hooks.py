@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from reliability_helpers import TINY_VAE, vae_run
+from run_helpers import TINY_VAE, vae_run
 
 from ldm_course.infra.limits import check_config
 from ldm_course.training.train_vae import kl_weight_at

@@ -1,4 +1,4 @@
-"""Tiny runs for the reliability tests (issue 18): random 32x32 data, models of a few thousand
+"""Tiny runs for the run-folder and bad-input tests: random 32x32 data, models of a few thousand
 weights, two steps; each trains in about a second."""
 
 from pathlib import Path
