@@ -5,19 +5,18 @@
 # the encoder frozen, so every latent and both shipped U-Nets stay valid. Then reconstruction
 # metrics of the four decoders and the distances of the same U-Net samples decoded by each.
 # About 40 minutes per run on one CPU thread, two at a time; the comparisons another 30 minutes.
-# Rerunning resumes or skips finished runs. Run 0.5 is shipped as vae-adversarial (train_shipped.sh).
+# Rerunning resumes or skips finished runs. Run 0.5 is the recipe scripts/release/train_shipped.sh ships
+# as vae-adversarial; its model card reads the comparisons this script writes to benchmarks/results/.
 set -euo pipefail
 CLI=${CLI:-.venv/bin/ldm-course}
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-source "$(dirname "$0")/../release/train_or_resume.sh"  # train RUN_DIR COMMAND...: resume or skip when done
-FT=($CLI train-vae --preset cpu-full --set init_from=ldm_course/assets/pretrained/vae.safetensors
-  --set train_encoder=false --set freeze_encoder_at=0 --set steps=1800 --set lr=1e-4
-  --set min_lr=2e-5 --set warmup_steps=50 --set perceptual_weight=0.1 --set adversarial_start=200)
-train runs/vae-adv-0.5 "${FT[@]}" --set adversarial_weight=0.5 &
-train runs/vae-adv-0.2 "${FT[@]}" --set adversarial_weight=0.2 &
+source "$(dirname "$0")/../lib/train_or_resume.sh"  # train RUN_DIR COMMAND...: resume or skip when done
+source "$(dirname "$0")/../lib/adversarial_decoder.sh"  # ADV_FT: the decoder-only fine-tune
+train runs/vae-adv-0.5 "${ADV_FT[@]}" --set adversarial_weight=0.5 &
+train runs/vae-adv-0.2 "${ADV_FT[@]}" --set adversarial_weight=0.2 &
 wait
-train runs/vae-adv-0 "${FT[@]}" --set adversarial_weight=0
+train runs/vae-adv-0 "${ADV_FT[@]}" --set adversarial_weight=0
 $PY scripts/experiments/compare_decoders.py pretrained runs/vae-adv-0 runs/vae-adv-0.2 runs/vae-adv-0.5 \
   --out benchmarks/results/decoders.json
 # the shipped U-Net's samples (one per test image, DDIM 50, guidance 1 and 3, seeds 0 and 1: the

@@ -9,7 +9,7 @@ set -euo pipefail
 CLI=${CLI:-.venv/bin/ldm-course}
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-source "$(dirname "$0")/../release/train_or_resume.sh"  # train RUN_DIR COMMAND...: resume or skip when done
+source "$(dirname "$0")/../lib/train_or_resume.sh"  # train RUN_DIR COMMAND...: resume or skip when done
 FLIP=($CLI train-ldm --preset cpu-full --vae runs/vae-lpips --set flip=true)
 train runs/ldm-flip "${FLIP[@]}" &
 train runs/ldm-sub-flip "${FLIP[@]}" --set labels=subcategory &

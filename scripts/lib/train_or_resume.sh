@@ -1,4 +1,5 @@
-# Sourced by the training scripts (train_shipped.sh, experiments_*.sh): one way to start a run.
+# Sourced by the training scripts (scripts/release/train_shipped.sh, scripts/experiments/experiments_*.sh):
+# one way to start a run, shared by the release and the lab.
 # train RUN_DIR COMMAND...: runs COMMAND --run-dir RUN_DIR on one thread; resumes if the run has a
 # checkpoint, skips it if done (history.json is written when a run ends).
 train() {
