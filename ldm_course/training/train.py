@@ -140,6 +140,19 @@ def global_torch_state(seed: int, *, num_threads: int = 0, device: torch.device)
             torch.mps.set_rng_state(mps_state)
 
 
+@contextmanager
+def network_rng(gen: torch.Generator, device: torch.device) -> Iterator[None]:
+    """Inside: torch's global RNG, from which a network draws on its own (nn.Dropout's masks, on
+    the CPU and on `device`), seeded with a number drawn from a copy of the step's generator `gen`.
+    The network's draws are then a function of (seed, step) like every other draw of the step, so
+    a resumed run repeats them; `gen`'s own draws are the same as without it (the copy is drawn
+    from, not `gen`). On exit the global RNG is as the caller had it."""
+    copy = torch.Generator().set_state(gen.get_state())
+    derived = int(torch.randint(2**62, (), generator=copy))
+    with global_torch_state(derived, device=device):
+        yield
+
+
 @dataclass
 class Loop:
     """What `fit` needs. `cfg` is a VAETrainConfig or LDMTrainConfig (steps, seed, lr schedule,
