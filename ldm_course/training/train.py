@@ -23,6 +23,7 @@ from ldm_course.infra.checkpoint import (
     load_optimizer,
     load_tensors,
     load_weights,
+    non_finite,
     optimizer_tensors,
     save_json,
     save_tensors,
@@ -213,6 +214,7 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
             group["lr"] = loop.lr_at(step)
         with autocast(device, precision):
             loss, parts = loop.step_fn(step, step_generator(loop.cfg.seed, step))
+        check_finite_loss(loop, step + 1, loss, parts)  # before it reaches the weights
         loop.optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()  # fp16: loss * scale, so small gradients do not underflow
         scaler.step(loop.optimizer)  # unscales; skips the step if a gradient is inf or nan
@@ -245,6 +247,34 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
     return history
 
 
+class TrainingDiverged(ValueError):
+    """The loss or the weights became nan or inf: training stopped, nothing of that step saved."""
+
+
+def diverged(loop: Loop, step: int, what: str) -> TrainingDiverged:
+    """The one-line error of a run that diverged at `step` (counted from 1): what was not finite,
+    which checkpoint is kept, and the usual cure (a lower learning rate)."""
+    ckpt = Path(loop.run_dir) / "checkpoint.safetensors"
+    kept = "no checkpoint was written yet"
+    if ckpt.exists():
+        kept = f"the last checkpoint, {ckpt} (step {load_tensors(ckpt)[1]['step']}), is kept"
+    steps, lr = getattr(loop.cfg, "steps", "?"), getattr(loop.cfg, "lr", None)
+    return TrainingDiverged(
+        f"training stopped at step {step} of {steps}: {what}; nothing of this step was saved and "
+        f"{kept}; train again in a new run folder with a lower lr"
+        + (f" (this run: lr={lr:g})" if lr is not None else "")
+    )
+
+
+def check_finite_loss(loop: Loop, step: int, loss: torch.Tensor, parts: dict[str, float]) -> None:
+    """Refuse a loss that is nan or inf, naming the terms of `parts` that are. (With fp16 the
+    gradient scaler skips steps whose *gradients* overflow; a non-finite loss itself is divergence.)"""
+    bad = {k: v for k, v in parts.items() if not math.isfinite(v)}
+    if bad or not math.isfinite(loss.item()):
+        terms = ", ".join(f"{k}={v}" for k, v in (bad or {"loss": loss.item()}).items())
+        raise diverged(loop, step, f"the loss is not finite ({terms})")
+
+
 def run_bytes(loop: Loop) -> int:
     """About what a run writes at once: the checkpoint (model, EMA, Adam's two moments) twice
     (the old one stays until the new one is complete), model.safetensors, and 8 MB of figures."""
@@ -268,6 +298,9 @@ def save_checkpoint(
     meta = {"step": step, "history": history, "optimizer": opt_meta, "precision": precision}
     if scaler is not None and scaler.is_enabled():
         meta["grad_scaler"] = scaler.state_dict()  # scale and growth tracker: exact resume
+    bad = non_finite(tensors)  # a finite loss can still leave inf weights (or moments) behind
+    if bad:
+        raise diverged(loop, step, f"the weights are not finite ({bad[0]} holds nan or inf)")
     save_tensors(path, tensors, meta)
     if loop.export:
         loop.export(path.parent / "model.safetensors")
