@@ -155,3 +155,31 @@ def test_reconstruct_with_a_nan_vae_exits_2_without_a_psnr(runs, tmp_path, capsy
     captured = capsys.readouterr()
     assert "PSNR" not in captured.out and not out.exists()
     assert captured.err.count("\n") == 1 and "not finite" in captured.err
+
+
+def test_fp16_steps_the_gradient_scaler_skips_are_not_refused(tmp_path):
+    """With fp16 a loss * scale that overflows gives inf gradients: the scaler skips that step and
+    halves its scale. That is not divergence: the loss itself is finite, so training goes on."""
+    model = torch.nn.Linear(2, 1)
+    x = torch.ones(4, 2)
+
+    def step_fn(step, gen):
+        loss = model(x).float().pow(2).mean() * 1e35  # finite, but * 65536 overflows float32
+        return loss, {"loss": loss.item()}
+
+    cfg = replace(TINY_VAE, precision="fp16", steps=3, log_every=1, checkpoint_every=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loop = train_module.Loop(
+        run_dir=tmp_path / "r",
+        config={"task": "test"},
+        cfg=cfg,
+        model=model,
+        optimizer=torch.optim.AdamW(model.parameters()),
+        step_fn=step_fn,
+        progress=False,
+    )
+    history = train_module.fit(loop)
+    assert history["step"] == [1, 2, 3] and all(np.isfinite(history["loss"]))
+    _, meta = load_tensors(tmp_path / "r" / "checkpoint.safetensors")
+    assert meta["grad_scaler"]["scale"] == 65536.0 / 2**3  # every step skipped, scale halved
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
