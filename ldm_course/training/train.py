@@ -4,6 +4,7 @@ cosine learning rate, EMA, atomic checkpoints every few steps, exact resume, tqd
 Determinism by construction: the batch at step s is a function of (seed, s) and every random draw
 of step s comes from a generator seeded with (seed, s). Nothing depends on how many steps ran
 before in this process, so a run killed at step s and resumed ends where an uninterrupted run ends.
+A loss or weights that turn nan or inf stop the run (TrainingDiverged); no such file is written.
 """
 
 import math
@@ -247,34 +248,6 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
     return history
 
 
-class TrainingDiverged(ValueError):
-    """The loss or the weights became nan or inf: training stopped, nothing of that step saved."""
-
-
-def diverged(loop: Loop, step: int, what: str) -> TrainingDiverged:
-    """The one-line error of a run that diverged at `step` (counted from 1): what was not finite,
-    which checkpoint is kept, and the usual cure (a lower learning rate)."""
-    ckpt = Path(loop.run_dir) / "checkpoint.safetensors"
-    kept = "no checkpoint was written yet"
-    if ckpt.exists():
-        kept = f"the last checkpoint, {ckpt} (step {load_tensors(ckpt)[1]['step']}), is kept"
-    steps, lr = getattr(loop.cfg, "steps", "?"), getattr(loop.cfg, "lr", None)
-    return TrainingDiverged(
-        f"training stopped at step {step} of {steps}: {what}; nothing of this step was saved and "
-        f"{kept}; train again in a new run folder with a lower lr"
-        + (f" (this run: lr={lr:g})" if lr is not None else "")
-    )
-
-
-def check_finite_loss(loop: Loop, step: int, loss: torch.Tensor, parts: dict[str, float]) -> None:
-    """Refuse a loss that is nan or inf, naming the terms of `parts` that are. (With fp16 the
-    gradient scaler skips steps whose *gradients* overflow; a non-finite loss itself is divergence.)"""
-    bad = {k: v for k, v in parts.items() if not math.isfinite(v)}
-    if bad or not math.isfinite(loss.item()):
-        terms = ", ".join(f"{k}={v}" for k, v in (bad or {"loss": loss.item()}).items())
-        raise diverged(loop, step, f"the loss is not finite ({terms})")
-
-
 def run_bytes(loop: Loop) -> int:
     """About what a run writes at once: the checkpoint (model, EMA, Adam's two moments) twice
     (the old one stays until the new one is complete), model.safetensors, and 8 MB of figures."""
@@ -337,3 +310,31 @@ def restore(
 
 def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the weights became nan or inf: training stopped, nothing of that step saved."""
+
+
+def diverged(loop: Loop, step: int, what: str) -> TrainingDiverged:
+    """The one-line error of a run that diverged at `step` (counted from 1): what was not finite,
+    which checkpoint is kept, and the usual cure (a lower learning rate)."""
+    ckpt = Path(loop.run_dir) / "checkpoint.safetensors"
+    kept = "no checkpoint was written yet"
+    if ckpt.exists():
+        kept = f"the last checkpoint, {ckpt} (step {load_tensors(ckpt)[1]['step']}), is kept"
+    steps, lr = getattr(loop.cfg, "steps", "?"), getattr(loop.cfg, "lr", None)
+    return TrainingDiverged(
+        f"training stopped at step {step} of {steps}: {what}; nothing of this step was saved and "
+        f"{kept}; train again in a new run folder with a lower lr"
+        + (f" (this run: lr={lr:g})" if lr is not None else "")
+    )
+
+
+def check_finite_loss(loop: Loop, step: int, loss: torch.Tensor, parts: dict[str, float]) -> None:
+    """Refuse a loss that is nan or inf, naming the terms of `parts` that are. (With fp16 the
+    gradient scaler skips steps whose *gradients* overflow; a non-finite loss itself is divergence.)"""
+    bad = {k: v for k, v in parts.items() if not math.isfinite(v)}
+    if bad or not math.isfinite(loss.item()):
+        terms = ", ".join(f"{k}={v}" for k, v in (bad or {"loss": loss.item()}).items())
+        raise diverged(loop, step, f"the loss is not finite ({terms})")
