@@ -148,6 +148,8 @@ class LatentDiffusion(nn.Module):
           5. only with mirror = (mean, std, mirrorable) of the mirror images: each latent comes
              from its mirror image with probability 1/2 where mirrorable (flip augmentation;
              drawn last, so draws 1-4 are the same with and without it)
+        The U-Net's dropout masks (unet.dropout > 0) come from torch's global RNG, which
+        train_ldm seeds for each step from a copy of `generator` (train_ldm.ldm_step).
         min_snr_gamma: Min-SNR weights (diffusion_loss). eps_model: the network to train (default
         self.unet; train_ldm passes it wrapped for DDP). shard: the rows of the batch this process
         trains on (DDP; default all of them).

@@ -71,7 +71,8 @@ def save_tensors(
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Inverse of `save_tensors`, with clear errors for a missing or truncated file."""
+    """Inverse of `save_tensors`, with clear errors for a missing or truncated file, and a file
+    holding nan or inf (a diverged training's weights) refused, naming the tensor."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist; train first or check the path")
@@ -98,7 +99,20 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             f"checkpoint {path} is damaged or truncated ({err}); "
             "restore it or retrain (a partial download is the usual cause)"
         ) from err
+    bad = non_finite(tensors)
+    if bad:
+        raise ValueError(
+            f"{path} holds values that are not finite (nan or inf) in {bad[0]!r}"
+            + (f" and {len(bad) - 1} other tensors" if len(bad) > 1 else "")
+            + ": most likely written by a training that diverged, so it is not loaded; "
+            "use an earlier file, or train again with a lower lr"
+        )
     return tensors, meta
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a nan or an inf (in the order given)."""
+    return [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
 
 
 def other_format(path: Path) -> str | None:

@@ -4,6 +4,7 @@ cosine learning rate, EMA, atomic checkpoints every few steps, exact resume, tqd
 Determinism by construction: the batch at step s is a function of (seed, s) and every random draw
 of step s comes from a generator seeded with (seed, s). Nothing depends on how many steps ran
 before in this process, so a run killed at step s and resumed ends where an uninterrupted run ends.
+A loss or weights that turn nan or inf stop the run (TrainingDiverged); no such file is written.
 """
 
 import math
@@ -23,6 +24,7 @@ from ldm_course.infra.checkpoint import (
     load_optimizer,
     load_tensors,
     load_weights,
+    non_finite,
     optimizer_tensors,
     save_json,
     save_tensors,
@@ -140,6 +142,19 @@ def global_torch_state(seed: int, *, num_threads: int = 0, device: torch.device)
             torch.mps.set_rng_state(mps_state)
 
 
+@contextmanager
+def network_rng(gen: torch.Generator, device: torch.device) -> Iterator[None]:
+    """Inside: torch's global RNG, from which a network draws on its own (nn.Dropout's masks, on
+    the CPU and on `device`), seeded with a number drawn from a copy of the step's generator `gen`.
+    The network's draws are then a function of (seed, step) like every other draw of the step, so
+    a resumed run repeats them; `gen`'s own draws are the same as without it (the copy is drawn
+    from, not `gen`). On exit the global RNG is as the caller had it."""
+    copy = torch.Generator().set_state(gen.get_state())
+    derived = int(torch.randint(2**62, (), generator=copy))
+    with global_torch_state(derived, device=device):
+        yield
+
+
 @dataclass
 class Loop:
     """What `fit` needs. `cfg` is a VAETrainConfig or LDMTrainConfig (steps, seed, lr schedule,
@@ -200,6 +215,7 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
             group["lr"] = loop.lr_at(step)
         with autocast(device, precision):
             loss, parts = loop.step_fn(step, step_generator(loop.cfg.seed, step))
+        check_finite_loss(loop, step + 1, loss, parts)  # before it reaches the weights
         loop.optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()  # fp16: loss * scale, so small gradients do not underflow
         scaler.step(loop.optimizer)  # unscales; skips the step if a gradient is inf or nan
@@ -255,6 +271,9 @@ def save_checkpoint(
     meta = {"step": step, "history": history, "optimizer": opt_meta, "precision": precision}
     if scaler is not None and scaler.is_enabled():
         meta["grad_scaler"] = scaler.state_dict()  # scale and growth tracker: exact resume
+    bad = non_finite(tensors)  # a finite loss can still leave inf weights (or moments) behind
+    if bad:
+        raise diverged(loop, step, f"the weights are not finite ({bad[0]} holds nan or inf)")
     save_tensors(path, tensors, meta)
     if loop.export:
         loop.export(path.parent / "model.safetensors")
@@ -291,3 +310,31 @@ def restore(
 
 def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the weights became nan or inf: training stopped, nothing of that step saved."""
+
+
+def diverged(loop: Loop, step: int, what: str) -> TrainingDiverged:
+    """The one-line error of a run that diverged at `step` (counted from 1): what was not finite,
+    which checkpoint is kept, and the usual cure (a lower learning rate)."""
+    ckpt = Path(loop.run_dir) / "checkpoint.safetensors"
+    kept = "no checkpoint was written yet"
+    if ckpt.exists():
+        kept = f"the last checkpoint, {ckpt} (step {load_tensors(ckpt)[1]['step']}), is kept"
+    steps, lr = getattr(loop.cfg, "steps", "?"), getattr(loop.cfg, "lr", None)
+    return TrainingDiverged(
+        f"training stopped at step {step} of {steps}: {what}; nothing of this step was saved and "
+        f"{kept}; train again in a new run folder with a lower lr"
+        + (f" (this run: lr={lr:g})" if lr is not None else "")
+    )
+
+
+def check_finite_loss(loop: Loop, step: int, loss: torch.Tensor, parts: dict[str, float]) -> None:
+    """Refuse a loss that is nan or inf, naming the terms of `parts` that are. (With fp16 the
+    gradient scaler skips steps whose *gradients* overflow; a non-finite loss itself is divergence.)"""
+    bad = {k: v for k, v in parts.items() if not math.isfinite(v)}
+    if bad or not math.isfinite(loss.item()):
+        terms = ", ".join(f"{k}={v}" for k, v in (bad or {"loss": loss.item()}).items())
+        raise diverged(loop, step, f"the loss is not finite ({terms})")

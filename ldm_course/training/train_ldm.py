@@ -27,6 +27,7 @@ from ldm_course.training.train import (
     fit,
     global_torch_state,
     group_batch_indices,
+    network_rng,
 )
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
@@ -151,7 +152,15 @@ def ldm_step(
     step_fn: LDMStepFn | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The batch of `step` (a function of the seed and the step), then LatentDiffusion.training_step
-    (or the learner's step_fn, given the same batch and generator)."""
+    (or the learner's step_fn, given the same batch and generator).
+
+    Every random draw is a function of (cfg.seed, step), in this order:
+      1. the batch: batch_indices / group_batch_indices (generators of their own, per epoch)
+      2. `gen`, the step's generator: the draws training_step lists (posterior sample, t, noise,
+         label dropout, mirror coins)
+      3. the U-Net's own draws (dropout masks): torch's global RNG, seeded for this step from a
+         copy of `gen` (network_rng) and restored afterwards
+    """
     if cfg.sample_by == "group":
         idx = group_batch_indices(
             step, groups=latents.groups, batch_size=cfg.batch_size, seed=cfg.seed
@@ -160,21 +169,22 @@ def ldm_step(
         idx = batch_indices(step, n=len(latents.mean), batch_size=cfg.batch_size, seed=cfg.seed)
     mean, std = latents.mean[idx], latents.std[idx]  # (B, C, h, w) each
     y = latents.labels[idx] if latents.labels is not None else None  # (B,)
-    if step_fn is not None:
-        loss = step_fn(ldm, mean, std, y, generator=gen, cond_drop_prob=cfg.cond_drop_prob)
-        return loss, {"loss": loss.item()}
-    mirror = tuple(v[idx] for v in latents.mirror) if latents.mirror is not None else None
-    loss = ldm.training_step(
-        mean,
-        std,
-        y,
-        generator=gen,
-        cond_drop_prob=cfg.cond_drop_prob,
-        min_snr_gamma=cfg.min_snr_gamma,
-        mirror=mirror,
-        eps_model=model,  # the U-Net, wrapped for DDP on several GPUs
-        shard=world.shard,
-    )
+    with network_rng(gen, world.device):
+        if step_fn is not None:
+            loss = step_fn(ldm, mean, std, y, generator=gen, cond_drop_prob=cfg.cond_drop_prob)
+            return loss, {"loss": loss.item()}
+        mirror = tuple(v[idx] for v in latents.mirror) if latents.mirror is not None else None
+        loss = ldm.training_step(
+            mean,
+            std,
+            y,
+            generator=gen,
+            cond_drop_prob=cfg.cond_drop_prob,
+            min_snr_gamma=cfg.min_snr_gamma,
+            mirror=mirror,
+            eps_model=model,  # the U-Net, wrapped for DDP on several GPUs
+            shard=world.shard,
+        )
     return loss, {"loss": loss.item()}
 
 

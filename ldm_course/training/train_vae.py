@@ -16,7 +16,13 @@ from ldm_course.infra.device import check_device
 from ldm_course.infra.distributed import World, wrap
 from ldm_course.infra.limits import check_batch_size, check_config
 from ldm_course.infra.run_folder import dataset_fingerprint, prepare_run_dir
-from ldm_course.training.train import Loop, batch_indices, fit, global_torch_state
+from ldm_course.training.train import (
+    Loop,
+    batch_indices,
+    fit,
+    global_torch_state,
+    network_rng,
+)
 from ldm_course.vae import VAE, DiagonalGaussian, vae_loss
 
 # loss_fn(x, recon, posterior, *, lpips, perceptual_weight, kl_weight) -> (total, terms): the
@@ -106,7 +112,14 @@ def vae_step(
     """One step's loss: vae_loss (or the learner's loss_fn) on the batch of `step`, with the KL
     weight of kl_weight_at, plus the adversarial terms with a discriminator. The posterior's noise
     is drawn from `gen` for the whole batch, so a batch split over GPUs is trained on the same
-    noise as on one."""
+    noise as on one.
+
+    Every random draw is a function of (cfg.seed, step), in this order:
+      1. the batch: batch_indices (a generator of its own, per epoch)
+      2. `gen`, the step's generator: the posterior noise eps of z = mean + std * eps
+      3. anything the networks or loss_fn draw on their own (none of the built-in ones do): torch's
+         global RNG, seeded for this step from a copy of `gen` (network_rng) and restored afterwards
+    """
     frozen = not cfg.train_encoder or (cfg.freeze_encoder_at and step >= cfg.freeze_encoder_at)
     vae.encoder.requires_grad_(not frozen)
     idx = batch_indices(step, n=len(images), batch_size=cfg.batch_size, seed=cfg.seed)
@@ -114,6 +127,12 @@ def vae_step(
     h = cfg.size // vae.downsample_factor
     noise = torch.randn((cfg.batch_size, cfg.vae.latent_channels, h, h), generator=gen)
     noise = world.shard(noise).to(world.device)  # (B / world, C, h, w): this process's rows
+    with network_rng(gen, world.device):
+        return _vae_terms(step, x, noise, vae, model, lpips, disc, cfg, loss_fn)
+
+
+def _vae_terms(step, x, noise, vae, model, lpips, disc, cfg, loss_fn):
+    """vae_step's forward pass and loss terms for the batch x and posterior noise it drew."""
     recon, posterior = model(x, noise=noise)
     recon = recon.float()
     kl_weight = kl_weight_at(step, kl_weight=cfg.kl_weight, kl_warmup_steps=cfg.kl_warmup_steps)
