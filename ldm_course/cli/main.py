@@ -5,6 +5,7 @@ Any setting can be overridden: --set steps=500 --set vae.base_channels=32.
 """
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ from ldm_course.cli import args as cli_args
 from ldm_course.cli.args import count, non_negative, resolve_device, seed
 from ldm_course.cli.models import ldm_path, ldm_vae, vae_path
 from ldm_course.config import PRESETS, ldm_preset, override, vae_preset
+from ldm_course.infra.checkpoint import WriteError
+from ldm_course.infra.stops import TrainingStopped
 
 
 def _data(args, cfg):
@@ -284,7 +287,43 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)
+    except TrainingStopped as stop:  # Ctrl-C or SIGTERM: fit saved the step it stopped at
+        print(
+            f"{_new_line()}ldm-course {args.command}: {stop.summary}; continue with: "
+            f"{resume_command(argv)}",
+            file=sys.stderr,
+        )
+        return stop.exit_code
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training began
+        print(
+            f"{_new_line()}ldm-course {args.command}: interrupted{_resume_hint(args, argv)}",
+            file=sys.stderr,
+        )
+        return 130
+    except WriteError as err:  # a full disk: the previous files are whole
+        print(f"ldm-course {args.command}: error: {err}{_resume_hint(args, argv)}", file=sys.stderr)
+        return 2
     except (ValueError, OSError) as err:  # OSError: FileNotFoundError, PermissionError, full disk
         print(f"ldm-course {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _new_line() -> str:
+    """In a terminal, end the progress bar's line first."""
+    return "\n" if sys.stderr.isatty() else ""
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command that continues this training run: the same arguments, with --resume."""
+    return shlex.join(["ldm-course", *argv, *([] if "--resume" in argv else ["--resume"])])
+
+
+def _resume_hint(args, argv: list[str]) -> str:
+    """'; continue with: ...' for a training run that has begun (config.json written), else ''."""
+    run_dir = getattr(args, "run_dir", None)
+    if run_dir is None:
+        return " (no partial output was left)"
+    if not (Path(run_dir) / "config.json").exists():
+        return f" before {run_dir} held a run; start it again with the same command"
+    return f"; the last checkpoint in {run_dir} is whole: continue with: {resume_command(argv)}"

@@ -6,11 +6,17 @@ A run folder holds
     model.safetensors       inference weights only (what `ldm_course.pretrained` loads)
 Every file is written to a temporary name in the same folder, flushed, then renamed over the old
 one (`os.replace` is atomic on POSIX and Windows), so a kill mid-write never loses the last good file.
+The temporary name is the project's own, `.<name>.ldm-course-<pid>.<random>.tmp`: the writer's
+process id says when it is stale (its writer died), and no file of the user's matches it.
 """
 
 import json
 import os
+import re
+import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -18,31 +24,101 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+STARTED = time.time()  # when this process imported the package
+TEMP = "ldm-course"  # the mark in every temporary name (TEMP_NAME below)
+# .<target name>.ldm-course-<writer pid>.<mkstemp's random part>.tmp
+TEMP_NAME = re.compile(rf"^\.(?P<target>.+)\.{TEMP}-(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+class WriteError(OSError):
+    """A file could not be written (full disk, no permission); the message is one line."""
+
 
 def atomic_write(path: Path, write) -> None:
     """Call write(tmp_path), then rename tmp_path to path: every file the project writes goes
-    through here, so a kill or a full disk mid-write leaves the previous file whole."""
+    through here, so a kill or a full disk mid-write leaves the previous file whole. Temporaries
+    of `path` that a killed writer left (stale_temporaries) are removed first, with a note."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file name such as {path / 'out.png'}")
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        remove_stale_temporaries(path)
+        prefix = f".{path.name}.{TEMP}-{os.getpid()}."
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
         os.close(fd)
         write(Path(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
-    except OSError as err:
-        raise OSError(
-            f"cannot write {path} ({err.strerror or err}); free disk space or fix the folder's "
-            f"permissions (any previous {path.name} is intact)"
+    except (OSError, SafetensorError) as err:  # safetensors reports a full disk as its own error
+        reason = getattr(err, "strerror", None) or str(err)
+        raise WriteError(
+            f"cannot write {path} ({reason}; {free_space(path.parent)} free on its disk); free "
+            f"disk space or fix the folder's permissions (any previous {path.name} is intact)"
         ) from err
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+
+
+def free_space(folder: Path) -> str:
+    """'123 MB' free on the disk of `folder` (or of its nearest existing parent)."""
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return f"{shutil.disk_usage(probe).free / 1e6:.0f} MB"
+    except OSError:
+        return "unknown space"
+
+
+def writer_alive(pid: int) -> bool:
+    """Whether process `pid` runs (on this machine); a reused pid counts as alive (keep the file)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, under another user
+        return True
+    return True
+
+
+def stale_temporaries(folder: Path, target: str | None = None) -> list[Path]:
+    """The project's temporaries in `folder` (of the file `target`, or of any) whose writer process
+    is dead and that are older than this process (another machine's rank, on a shared disk, could
+    have a pid that means nothing here). A user's own `.notes.tmp` never matches TEMP_NAME."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = []
+    for p in folder.iterdir():
+        m = TEMP_NAME.match(p.name)
+        if m is None or (target is not None and m["target"] != target):
+            continue
+        try:
+            old = p.is_file() and p.stat().st_mtime < STARTED
+        except OSError:  # removed meanwhile
+            continue
+        if old and not writer_alive(int(m["pid"])):
+            stale.append(p)
+    return sorted(stale)
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Before writing `path`: remove what killed writes of it left (e.g. `sample --out s.png`)."""
+    stale = stale_temporaries(path.parent, path.name)
+    for p in stale:
+        p.unlink(missing_ok=True)
+    if stale:
+        print(
+            f"removed {len(stale)} temporary files that killed writes of {path} left",
+            file=sys.stderr,
+        )
 
 
 def save_json(path: Path, data: dict) -> None:

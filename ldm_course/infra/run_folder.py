@@ -3,18 +3,18 @@
 A folder with anything of a run in it is never written over without `--resume`, and `--resume`
 never replaces a trained model it cannot continue. A resumed run must match the saved config and
 what the run trained on (its data, and for the U-Net its latents: the VAE's encoder and the images).
-Partial files left by a killed write (`checkpoint.atomic_write`'s hidden temporaries) are removed
-when the run starts again, with a line that says so.
+Partial files left by a killed write (`checkpoint.atomic_write`'s temporaries, named by a pattern of
+the project's own) are removed when the run starts again, with a line that says so; no other file is.
 """
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
-from ldm_course.infra.checkpoint import load_json
+from ldm_course.infra.checkpoint import STARTED, load_json, stale_temporaries
 
 # what `fit`, train_vae and train_ldm write into a run folder, besides the latents cache
 # (latents*.safetensors: checked against its fingerprint before reuse, so a new run may replace
@@ -28,7 +28,10 @@ RUN_FILES = (
     "samples.png",
     "reconstructions.png",
 )
-STARTED = time.time()  # when this process imported the package
+# temporaries of run files written before the names carried TEMP_NAME's mark (no pid in them)
+OLD_TEMP_NAME = re.compile(
+    r"^\.(" + "|".join(map(re.escape, RUN_FILES)) + r"|latents[\w-]*\.safetensors)\.\w+\.tmp$"
+)
 # what a run trained on, recorded in config.json beside the settings (absent in older runs)
 PROVENANCE = {
     "data": "other data (another --data folder, or its files changed)",
@@ -51,19 +54,19 @@ def run_files(run_dir: Path) -> list[str]:
 
 
 def partial_files(run_dir: Path) -> list[Path]:
-    """Temporaries of atomic_write ('.<name>.<random>.tmp') that a kill left behind: older than
-    this process, so never one that another rank of this run (which caches latents too) writes."""
+    """Temporaries of atomic_write that a kill left behind, and only those: names of the project's
+    own pattern (checkpoint.TEMP_NAME) whose writer is dead, or, from older versions, a run file's
+    '.<name>.<random>.tmp'; older than this process, so never one that another rank of this run
+    (which caches latents too) writes. A user's `.experiment-notes.tmp` is never touched."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
-    return sorted(
+    old = [
         p
         for p in run_dir.iterdir()
-        if p.name.startswith(".")
-        and p.name.endswith(".tmp")
-        and p.is_file()
-        and p.stat().st_mtime < STARTED
-    )
+        if OLD_TEMP_NAME.match(p.name) and p.is_file() and p.stat().st_mtime < STARTED
+    ]
+    return sorted(old + stale_temporaries(run_dir))
 
 
 def prepare_run_dir(run_dir: str | Path, config: dict, *, resume: bool, is_main: bool = True):
@@ -73,15 +76,7 @@ def prepare_run_dir(run_dir: str | Path, config: dict, *, resume: bool, is_main:
     if not is_main:
         return
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise FileExistsError(
-            f"--run-dir {run_dir} is a file, not a folder; give a folder path (created if missing)"
-        )
-    if resume and not run_dir.exists():
-        raise FileNotFoundError(
-            f"--resume: {run_dir} does not exist, so there is no run to continue; check the path "
-            "or drop --resume to start a new run there"
-        )
+    check_run_dir_path(run_dir, resume=resume)
     present = run_files(run_dir)
     saved = load_json(run_dir / "config.json") if "config.json" in present else None
     if saved is not None and saved.get("task") != config["task"]:
@@ -112,6 +107,19 @@ def prepare_run_dir(run_dir: str | Path, config: dict, *, resume: bool, is_main:
             print(f"{run_dir} has no checkpoint yet (stopped before its first): starting at step 0")
     check_writable(run_dir, f"--run-dir {run_dir}")
     remove_partial_files(run_dir)
+
+
+def check_run_dir_path(run_dir: Path, *, resume: bool) -> None:
+    """A run folder is a folder, and one to --resume exists (checked before the lock creates it)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(
+            f"--run-dir {run_dir} is a file, not a folder; give a folder path (created if missing)"
+        )
+    if resume and not run_dir.exists():
+        raise FileNotFoundError(
+            f"--resume: {run_dir} does not exist, so there is no run to continue; check the path "
+            "or drop --resume to start a new run there"
+        )
 
 
 def check_same_run(saved: dict, config: dict, run_dir: Path) -> None:

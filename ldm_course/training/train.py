@@ -32,6 +32,7 @@ from ldm_course.infra.checkpoint import (
 from ldm_course.infra.distributed import World, mean_over_ranks
 from ldm_course.infra.precision import autocast, choose_precision, describe, grad_scaler
 from ldm_course.infra.run_folder import check_free_space, check_same_run
+from ldm_course.infra.stops import StopRequest, TrainingStopped, stop_requests
 
 
 def cosine_lr(step: int, *, lr: float, min_lr: float, warmup_steps: int, steps: int) -> float:
@@ -179,7 +180,13 @@ class Loop:
 
 
 def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
-    """Run (or resume) the loop to `loop.cfg.steps`; returns the history {"step": [...], "loss": [...], ...}."""
+    """Run (or resume) the loop to `loop.cfg.steps`; returns the history {"step": [...], "loss": [...], ...}.
+    Ctrl-C or SIGTERM: a checkpoint at the step it came in, then TrainingStopped (infra/stops.py)."""
+    with stop_requests() as stop:
+        return _fit(loop, resume, stop)
+
+
+def _fit(loop: Loop, resume: bool, stop: StopRequest) -> dict[str, list[float]]:
     device = loop.world.device
     precision = choose_precision(device, loop.cfg.precision)
     scaler = grad_scaler(device, precision)  # a pass-through unless fp16
@@ -241,11 +248,20 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
                 and (done % loop.cfg.sample_every == 0 or done == loop.cfg.steps)
             ):
                 loop.artifacts(done, history)
+        if done < loop.cfg.steps and (signum := stop.agreed(loop.world)):
+            stop_here(loop, ckpt, done, history, precision, scaler, signum)
     if loop.world.is_main:
         save_json(run_dir / "history.json", history)
         if loop.export:
             loop.export(run_dir / "model.safetensors")
     return history
+
+
+def stop_here(loop, ckpt, step, history, precision, scaler, signum) -> None:
+    """A stop asked for by a signal: the checkpoint at `step` (exact resume), then TrainingStopped."""
+    if loop.world.is_main:
+        save_checkpoint(loop, ckpt, step, history, precision, scaler)
+    raise TrainingStopped(signum=signum, step=step, run_dir=str(loop.run_dir))
 
 
 def run_bytes(loop: Loop) -> int:

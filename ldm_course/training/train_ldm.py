@@ -18,6 +18,7 @@ from ldm_course.infra.device import check_device
 from ldm_course.infra.distributed import World, wrap
 from ldm_course.infra.limits import check_batch_size, check_config
 from ldm_course.infra.run_folder import dataset_fingerprint, prepare_run_dir
+from ldm_course.infra.run_lock import run_lock
 from ldm_course.latents import encoder_fingerprint, estimate_scale_factor
 from ldm_course.schedules import make_schedule
 from ldm_course.training.train import (
@@ -249,7 +250,9 @@ def train_ldm(
     world = world or World(device=device)
     if step_fn is not None:
         check_step_fn(cfg, world)
-    with global_torch_state(cfg.seed, num_threads=cfg.num_threads, device=world.device):
+    # one writer per folder: a second run, or a --resume of this one, is refused until it ends
+    lock = run_lock(run_dir, resume=resume, is_main=world.is_main)
+    with lock, global_torch_state(cfg.seed, num_threads=cfg.num_threads, device=world.device):
         return _train_ldm(
             cfg, Path(run_dir), vae, vae_source, data, resume, world, progress, step_fn
         )

@@ -16,6 +16,7 @@ from ldm_course.infra.device import check_device
 from ldm_course.infra.distributed import World, wrap
 from ldm_course.infra.limits import check_batch_size, check_config
 from ldm_course.infra.run_folder import dataset_fingerprint, prepare_run_dir
+from ldm_course.infra.run_lock import run_lock
 from ldm_course.training.train import (
     Loop,
     batch_indices,
@@ -216,7 +217,9 @@ def train_vae(
         check_loss_fn(cfg)
     device = check_device(device)  # a named device this machine lacks: one clear error, first
     world = world or World(device=device)
-    with global_torch_state(cfg.seed, num_threads=cfg.num_threads, device=world.device):
+    # one writer per folder: a second run, or a --resume of this one, is refused until it ends
+    lock = run_lock(run_dir, resume=resume, is_main=world.is_main)
+    with lock, global_torch_state(cfg.seed, num_threads=cfg.num_threads, device=world.device):
         return _train_vae(cfg, Path(run_dir), data, resume, world, progress, loss_fn)
 
 
