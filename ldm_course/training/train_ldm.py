@@ -248,8 +248,6 @@ def train_ldm(
 def _train_ldm(cfg, run_dir, vae, vae_source, data, resume, world, progress, step_fn=None):
     """train_ldm inside global_torch_state (the initial weights come from cfg.seed)."""
     data = data if data is not None else twemoji("train", size=cfg.size, labels=cfg.labels)
-    if cfg.sample_by not in ("image", "group"):
-        raise ValueError(f"sample_by must be 'image' or 'group', got {cfg.sample_by!r}")
     if cfg.sample_by == "group" and data.groups is None:
         raise ValueError(
             "sample_by='group' needs a dataset with groups (the built-in Twemoji has them); "
