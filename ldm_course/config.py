@@ -4,13 +4,13 @@ Odd values carry a comment. Presets are plain functions of a name, checked at th
 """
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from ldm_course.infra.limits import check_setting
+from ldm_course.infra.limits import check_setting, literal_choices
 from ldm_course.infra.precision import Precision
 
 Preset = Literal["cpu-fast", "cpu-full", "gpu"]
-PRESETS: tuple[str, ...] = ("cpu-fast", "cpu-full", "gpu")
+PRESETS: tuple[str, ...] = get_args(Preset)
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,8 @@ def _set(cfg: Any, path: list[str], raw: str, item: str) -> Any:
     if len(path) > 1:
         return replace(cfg, **{path[0]: _set(current, path[1:], raw, item)})
     value = _parse(raw, current, item)
-    check_setting(path[0], value, label=item.split("=", 1)[0])
+    choices = literal_choices(type(cfg), path[0])  # a Literal field: one of its type's values
+    check_setting(path[0], value, label=item.split("=", 1)[0], choices=choices)
     return replace(cfg, **{path[0]: value})
 
 

@@ -72,20 +72,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="wall, or cpu: CPU seconds of this process, robust to other jobs on the "
         "machine; needs --threads 1 and a CPU device",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     p.add_argument("--note", default="", help="recorded in every JSON file, e.g. other load")
     g = p.add_argument_group("latent-vs-pixel")
     g.add_argument("--train-batch", type=int, default=None, help="training-step batch (default 8)")
     g.add_argument("--sample-batch", type=int, default=None, help="sampling batch (default 1)")
     g = p.add_argument_group("quality")
     g.add_argument("--num-images", type=int, default=256, help="samples per setting (= references)")
-    g.add_argument("--guidance-scale", type=float, default=3.0)
+    g.add_argument(
+        "--guidance-scale", type=float, default=3.0, help="classifier-free guidance w (default 3)"
+    )
     g.add_argument("--skip-ddpm", action="store_true", help="skip the slow all-T-steps DDPM row")
     g.add_argument("--distance", default="features", help=f"one of {', '.join(DISTANCES)}")
     g.add_argument(
         "--plot",
         default=None,
-        help="PNG path (default images/quality_vs_steps.png; with --tiny: under --out)",
+        help="image path of the plot, .png, .pdf, .svg or .jpg (default "
+        "images/quality_vs_steps.png; with --tiny: under --out)",
     )
     return p
 
@@ -128,6 +131,34 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--clock must be one of {', '.join(CLOCKS)}, got {args.clock!r}")
     if args.repeats < 1 or args.warmup < 0:
         raise ValueError("--repeats must be >= 1 and --warmup >= 0")
+    check_outputs(args)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """--out (a folder for the JSON files) and the quality plot, checked before anything runs."""
+    from ldm_course.cli.args import FIGURE_OUT, check_output
+    from ldm_course.infra.run_folder import check_writable
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(
+            f"--out {out} is a file; --out is the folder for the JSON results: give a folder path "
+            "(created if missing)"
+        )
+    check_writable(out, f"--out {out}")
+    if "quality" not in args.only:
+        return
+    if args.plot is not None:
+        check_output(args.plot, suffixes=FIGURE_OUT, what="--plot")
+    else:
+        check_writable(default_plot(args).parent, f"the quality plot {default_plot(args)}")
+
+
+def default_plot(args: argparse.Namespace) -> Path:
+    """Where the quality plot goes without --plot: images/, or with --tiny under --out."""
+    if args.tiny:
+        return Path(args.out) / "quality_vs_steps.png"
+    return Path("images") / "quality_vs_steps.png"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -208,13 +239,10 @@ def run_quality(args: argparse.Namespace, inputs: dict) -> dict:
         "features": "Frechet distance (FeatureExtractor)",
         "pixels": "Frechet distance (4x4 pooled pixels)",
     }[inputs["distance"]]
-    default_plot = (
-        Path(args.out) / "quality_vs_steps.png"
-        if args.tiny
-        else Path("images") / "quality_vs_steps.png"
-    )
     plot = plot_quality(
-        result["tables"]["quality versus steps"], args.plot or default_plot, distance_name=name
+        result["tables"]["quality versus steps"],
+        args.plot or default_plot(args),
+        distance_name=name,
     )
     return {**result, "distance": name, "plot": str(plot)}
 

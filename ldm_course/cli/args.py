@@ -27,6 +27,16 @@ def count(text: str) -> int:
     return value
 
 
+def sample_count(text: str) -> int:
+    """argparse type: an integer >= 2 (evaluate's --num-samples: a covariance needs 2 images)."""
+    value = _number(text, int, "a whole number")
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"{text} is out of range: a Frechet distance needs at least 2 images; use 2 or more"
+        )
+    return value
+
+
 def seed(text: str) -> int:
     value = _number(text, int, "a whole number")
     if not 0 <= value <= MAX_SEED:
@@ -76,6 +86,7 @@ def check_output(path: str, *, suffixes: tuple[str, ...], what: str = "--out") -
 
 
 IMAGE_OUT = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+FIGURE_OUT = (".png", ".pdf", ".svg", ".jpg", ".jpeg")  # matplotlib figures (bench --plot)
 
 
 def available_memory() -> int:

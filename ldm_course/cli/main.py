@@ -92,6 +92,7 @@ def cmd_sample(args) -> None:
     from ldm_course.course.viz import save_grid
 
     start = time.perf_counter()
+    check_sample_options(args)
     cli_args.check_output(args.out, suffixes=cli_args.IMAGE_OUT)
     ldm = _load_ldm(args)
     cli_args.check_batch_fits(args.n, ldm.vae.cfg, ldm.image_size)
@@ -105,7 +106,7 @@ def cmd_sample(args) -> None:
         y = classes_in_turn(args.n, ldm.unet.cfg.num_classes)
     images = ldm.generate(
         args.n,
-        steps=args.steps,
+        steps=min(DDIM_STEPS, ldm.schedule.num_steps) if args.steps is None else args.steps,
         eta=args.eta,
         guidance_scale=args.guidance,
         y=y,
@@ -115,6 +116,22 @@ def cmd_sample(args) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_grid(images, args.out, nrow=args.nrow)
     print(f"wrote {args.n} samples to {args.out} in {time.perf_counter() - start:.1f} s")
+
+
+DDIM_STEPS = 50  # sample --steps when not given (or T, for a model trained with fewer)
+
+
+def check_sample_options(args) -> None:
+    """Options that cannot be honoured together are refused before the model loads."""
+    if args.unconditional and args.label is not None:
+        raise ValueError(
+            f"--label {args.label} asks for one class, --unconditional for none; drop one of them"
+        )
+    if args.sampler == "ddpm" and args.steps is not None:
+        raise ValueError(
+            f"--steps {args.steps} does not apply to --sampler ddpm, which runs every step of the "
+            "model's noise schedule; drop --steps, or use --sampler ddim for fewer steps"
+        )
 
 
 def _class_id(label: str, names: list[str]) -> int:
@@ -222,7 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--n", type=count, default=64)
     sp.add_argument("--seed", type=seed, default=0)
-    sp.add_argument("--steps", type=count, default=50)
+    sp.add_argument(
+        "--steps",
+        type=count,
+        default=None,
+        help=f"DDIM steps (default {DDIM_STEPS}, or the model's T if fewer); DDPM always runs "
+        "all of the model's T steps",
+    )
     sp.add_argument("--eta", type=non_negative, default=0.0)
     sp.add_argument("--guidance", type=non_negative, default=3.0)
     sp.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim")
@@ -262,8 +285,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="another VAE to report beside (repeatable), e.g. one trained without LPIPS",
     )
-    sp.add_argument("--num-samples", type=count, default=256)
-    sp.add_argument("--ddpm-samples", type=count, default=64, help="images for the DDPM-1000 row")
+    sp.add_argument(
+        "--num-samples",
+        type=cli_args.sample_count,
+        default=256,
+        help="images per Frechet distance (>= 2; at most the test split's size, which is used "
+        "when it is smaller)",
+    )
+    sp.add_argument(
+        "--ddpm-samples",
+        type=cli_args.sample_count,
+        default=64,
+        help="images (>= 2) for the DDPM row and the DDIM row beside it",
+    )
     sp.add_argument("--skip-ddpm", action="store_true", help="skip the slow 1000-step DDPM row")
     sp.add_argument("--seed", type=seed, default=0)
     sp.add_argument("--out", default="evaluation.json")

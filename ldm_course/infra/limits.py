@@ -4,7 +4,7 @@ quiet wrong run (`steps=-5` writing an untrained model, a negative weight switch
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 
 @dataclass(frozen=True)
@@ -70,20 +70,24 @@ RANGES: dict[str, Range] = {
     "num_layers": COUNT,
 }
 
-# settings that are one of a few names
-CHOICES: dict[str, tuple[str, ...]] = {
-    "precision": ("auto", "fp32", "bf16", "fp16"),  # ldm_course.infra.precision
-}
+
+def literal_choices(cls: type, name: str) -> tuple | None:
+    """The allowed values of field `name` of the config dataclass `cls` if its type is a Literal
+    (e.g. recon: Literal["l1", "l2"] -> ("l1", "l2")), read from the type hint itself so the list
+    is written once, in config.py; None for any other type."""
+    hint = get_type_hints(cls).get(name)
+    return get_args(hint) if get_origin(hint) is Literal else None
 
 
-def check_setting(name: str, value: Any, *, label: str = "") -> None:
+def check_setting(name: str, value: Any, *, label: str = "", choices: tuple | None = None) -> None:
     """Raise a one-line error naming the setting (`label`, e.g. "vae.base_channels"; default
-    `name`) and its allowed range (or names) if `value` is outside it. Tuples are checked item by item; None,
-    booleans and strings are not numbers here."""
+    `name`) and its allowed range (or `choices`, a Literal field's values: `literal_choices`) if
+    `value` is outside it. Tuples are checked item by item; None, booleans and strings are not
+    numbers here."""
     label = label or name
-    if name in CHOICES:
-        if value not in CHOICES[name]:
-            raise ValueError(f"{label}={value!r}: choose one of {', '.join(CHOICES[name])}")
+    if choices is not None:
+        if value not in choices:
+            raise ValueError(f"{label}={value!r}: choose one of {', '.join(map(str, choices))}")
         return
     if value is None or isinstance(value, bool | str):
         return
@@ -103,13 +107,15 @@ def check_setting(name: str, value: Any, *, label: str = "") -> None:
 
 
 def check_config(cfg: Any, prefix: str = "") -> None:
-    """check_setting on every field of a (nested) config dataclass."""
+    """check_setting on every field of a (nested) config dataclass, Literal fields against the
+    values of their type."""
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         if hasattr(value, "__dataclass_fields__"):
             check_config(value, f"{prefix}{f.name}.")
             continue
-        check_setting(f.name, value, label=f"{prefix}{f.name}")
+        choices = literal_choices(type(cfg), f.name)
+        check_setting(f.name, value, label=f"{prefix}{f.name}", choices=choices)
 
 
 def check_batch_size(batch_size: int, available: int, what: str) -> None:

@@ -10,12 +10,12 @@
 torch.cuda.is_bf16_supported() is not the test: it also counts emulated bf16 (True on a T4).
 """
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

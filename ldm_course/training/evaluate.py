@@ -61,16 +61,22 @@ def evaluate(
     seed: int = 0,
     steps: int = 50,
 ) -> str:
-    """Compute everything in the module docstring; write JSON to `out`; return a printable table."""
+    """Compute everything in the module docstring; write JSON to `out`; return a printable table.
+
+    num_samples above the test split's size uses the whole split; the report records (and the
+    table prints) the numbers used, beside the ones asked for."""
+    check_counts(num_samples=num_samples, ddpm_samples=ddpm_samples, steps=steps)
     ldm = load_ldm(unet_path, vae_path, device=device)
     # samples are conditioned on the test images' labels in the model's own label space
     test = twemoji("test", labels=twemoji_labels_of(ldm.class_names))
     train = twemoji("train")
     lpips = LPIPS("alex", "stlpips").to(device)
     features = FeatureExtractor(lpips)
+    used = min(num_samples, len(test))  # a Frechet distance per setting on `used` images
     report: dict = {
         "test_images": len(test),
-        "num_samples": num_samples,
+        "num_samples": used,
+        "num_samples_requested": num_samples,
         "seed": seed,
         "feature_space": "shift-tolerant AlexNet (stlpips-pytorch), 5 ReLU layers avg-pooled, 1152-d",
     }
@@ -100,7 +106,7 @@ def evaluate(
     }
 
     gen = torch.Generator().manual_seed(seed)
-    pick = torch.randperm(len(test), generator=gen)[:num_samples]
+    pick = torch.randperm(len(test), generator=gen)[:used]
     real = test.images[pick]
     y = test.labels[pick].to(device)  # the test split's label mix
     real_feats = features.batched(real.to(device))
@@ -123,7 +129,8 @@ def evaluate(
     n_small = min(ddpm_samples, len(real))
     settings = [("ddim", steps, w, len(real)) for w in (1.0, 3.0, 5.0)]
     if ddpm:
-        settings += [("ddim", steps, 3.0, n_small), ("ddpm", 1000, 3.0, n_small)]
+        settings += [("ddim", steps, 3.0, n_small), ("ddpm", ldm.schedule.num_steps, 3.0, n_small)]
+    report["ddpm_samples"] = n_small if ddpm else 0
     samples_for_nn = None
     for sampler, n_steps, w, n in settings:
         start = time.perf_counter()
@@ -163,6 +170,22 @@ def evaluate(
     return format_report(report)
 
 
+def check_counts(*, num_samples: int, ddpm_samples: int, steps: int) -> None:
+    """Refused before any work: a Frechet distance needs a covariance, so at least 2 images per
+    set; DDIM at least 1 step."""
+    why = " (a Frechet distance needs the covariance of at least 2 images)"
+    for name, value, low in (
+        ("num_samples", num_samples, 2),
+        ("ddpm_samples", ddpm_samples, 2),
+        ("steps", steps, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(
+                f"{name}={value!r} must be a whole number >= {low}{why if low == 2 else ''}; "
+                f"use --{name.replace('_', '-')} {low} or more"
+            )
+
+
 def format_report(r: dict) -> str:
     lines = [
         f"VAE on {r['vae']['images']} test images: PSNR {r['vae']['psnr_db']:.2f} dB, "
@@ -177,6 +200,12 @@ def format_report(r: dict) -> str:
         f"scale factor {lat['scale_factor']:.4f}; scaled test latents std {lat['scaled_std']:.3f}, "
         f"channel stds {[round(s, 3) for s in lat['channel_std']]}"
     )
+    asked = r.get("num_samples_requested", r["num_samples"])
+    if asked != r["num_samples"]:
+        lines.append(
+            f"num_samples {asked} asked for; the test split has {r['test_images']} images, "
+            f"so {r['num_samples']} are used"
+        )
     lines.append(f"Frechet distance ({r['num_samples']} images each; {r['feature_space']}):")
     for k, v in r["frechet_distance"].items():
         lines.append(f"  {k:48s} {v['fd']:10.3f}   {v['seconds']:7.1f} s")

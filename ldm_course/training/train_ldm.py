@@ -36,6 +36,7 @@ from ldm_course.vae import VAE
 # step_fn(model, mean, std, y, *, generator, cond_drop_prob) -> loss: the signature of notebook 04's
 # exercise, the draws and loss of LatentDiffusion.training_step without its other options
 LDMStepFn = Callable[..., torch.Tensor]
+PREVIEW_STEPS = 25  # DDIM steps of samples.png (write_samples), every sample_every steps
 
 
 def fingerprint(vae: VAE, images: torch.Tensor) -> str:
@@ -109,6 +110,58 @@ def init_weights(unet: UNet, cfg: LDMTrainConfig, scale_factor: float, latents_k
     if not same:
         raise ValueError(f"{source} was trained on {what}: pass the same --vae (and data) it used")
     unet.load_state_dict(init.state_dict())
+
+
+def check_run(cfg: LDMTrainConfig, data: TensorImageDataset, vae: VAE) -> LDMTrainConfig:
+    """Refuse settings that cannot work with this data and VAE, before anything is written; return
+    `cfg` with unet.num_classes set to the value the model is built with (the data's class count
+    for a conditional model, None otherwise), as config.json then records it.
+
+    - images of `size`, and size a multiple of the VAE's factor f: latents of size h = size / f
+    - h a multiple of the U-Net's factor 2**(len(unet.channel_mult) - 1), the VAE's latent
+      channels = unet.in_channels, unet.attention_levels in range(len(unet.channel_mult))
+    - an explicit unet.num_classes equal to the data's class count (None when unconditional)
+    - num_train_timesteps >= the PREVIEW_STEPS DDIM steps of samples.png when sample_every > 0
+    """
+    from ldm_course.training.train_vae import check_image_size
+
+    check_image_size(cfg.size, data.images, vae.downsample_factor, what="VAE")
+    h, u = cfg.size // vae.downsample_factor, cfg.unet
+    factor = 2 ** (len(u.channel_mult) - 1)
+    if h % factor:
+        raise ValueError(
+            f"size={cfg.size} gives {h}x{h} latents (VAE factor {vae.downsample_factor}), not a "
+            f"multiple of the U-Net's factor {factor} (2**(len(unet.channel_mult) - 1)); use "
+            f"--set size={vae.downsample_factor * factor * -(-h // factor)} or fewer U-Net levels "
+            "(a shorter unet.channel_mult)"
+        )
+    if u.in_channels != vae.cfg.latent_channels:
+        raise ValueError(
+            f"unet.in_channels={u.in_channels}, but the VAE's latents have "
+            f"{vae.cfg.latent_channels} channels; use --set unet.in_channels={vae.cfg.latent_channels}"
+        )
+    levels = range(len(u.channel_mult))
+    outside = [lv for lv in u.attention_levels if lv not in levels]
+    if outside:
+        raise ValueError(
+            f"unet.attention_levels={','.join(map(str, u.attention_levels))}: level(s) {outside} do "
+            f"not exist; the U-Net has levels 0..{len(u.channel_mult) - 1} (one per channel_mult)"
+        )
+    num_classes = data.num_classes if cfg.conditional else None
+    if u.num_classes is not None and u.num_classes != num_classes:
+        why = f"the data has {num_classes} classes" if cfg.conditional else "conditional=False"
+        fix = num_classes if cfg.conditional else "None"
+        raise ValueError(
+            f"unet.num_classes={u.num_classes}, but {why}; drop the setting (it follows the "
+            f"data) or use --set unet.num_classes={fix}"
+        )
+    if cfg.sample_every > 0 and cfg.num_train_timesteps < PREVIEW_STEPS:
+        raise ValueError(
+            f"num_train_timesteps={cfg.num_train_timesteps} is fewer than the {PREVIEW_STEPS} DDIM "
+            f"steps of the samples.png preview; use --set num_train_timesteps={PREVIEW_STEPS} or "
+            "more, or --set sample_every=0"
+        )
+    return replace(cfg, unet=replace(u, num_classes=num_classes))
 
 
 @dataclass
@@ -190,7 +243,7 @@ def ldm_step(
 
 
 def write_samples(step: int, history: dict, *, ldm: LatentDiffusion, ema: EMA, run_dir: Path):
-    """samples.png (EMA weights, DDIM 25): two per class, or for 16 classes spread over many
+    """samples.png (EMA weights, DDIM PREVIEW_STEPS): two per class, or for 16 classes spread over many
     (99 subcategories); and loss.png."""
     num_classes = ldm.unet.cfg.num_classes
     y = None
@@ -201,14 +254,14 @@ def write_samples(step: int, history: dict, *, ldm: LatentDiffusion, ema: EMA, r
     with ema.applied_to(ldm.unet):
         images = ldm.generate(
             n,
-            steps=25,
+            steps=PREVIEW_STEPS,
             y=y,
             guidance_scale=3.0,
             progress=False,
             generator=torch.Generator().manual_seed(0),
         )
     ldm.unet.train()
-    title = f"step {step} (EMA, DDIM 25)"
+    title = f"step {step} (EMA, DDIM {PREVIEW_STEPS})"
     save_figure(image_grid(images, nrow=n // 2, title=title), run_dir / "samples.png")
     if history["step"]:
         save_figure(plot_history(history), run_dir / "loss.png")
@@ -261,8 +314,7 @@ def train_ldm(
 def _train_ldm(cfg, run_dir, vae, vae_source, data, resume, world, progress, step_fn=None):
     """train_ldm inside global_torch_state (the initial weights come from cfg.seed)."""
     data = data if data is not None else twemoji("train", size=cfg.size, labels=cfg.labels)
-    if cfg.sample_by not in ("image", "group"):
-        raise ValueError(f"sample_by must be 'image' or 'group', got {cfg.sample_by!r}")
+    cfg = check_run(cfg, data, vae)
     if cfg.sample_by == "group" and data.groups is None:
         raise ValueError(
             "sample_by='group' needs a dataset with groups (the built-in Twemoji has them); "

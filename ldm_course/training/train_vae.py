@@ -83,6 +83,22 @@ def learner_loss(
     return total, parts
 
 
+def check_image_size(size: int, images: torch.Tensor, factor: int, *, what: str) -> None:
+    """The images must be `size` x `size` (the `size` setting) and `size` a multiple of the VAE's
+    downsampling factor f = 2**(len(channel_mult) - 1), so that the latents are (size / f)^2."""
+    if tuple(images.shape[-2:]) != (size, size):
+        raise ValueError(
+            f"the images are {images.shape[-2]}x{images.shape[-1]}, but size={size}; "
+            f"use --set size={images.shape[-1]} (or --resize to resize them to {size})"
+        )
+    if size % factor:
+        up = -(-size // factor) * factor
+        raise ValueError(
+            f"size={size} is not a multiple of the {what}'s downsampling factor {factor} "
+            f"(2**(len(channel_mult) - 1)); use --set size={up} with --resize, or fewer levels"
+        )
+
+
 def init_vae(vae: VAE, source: str) -> None:
     """Load the VAE weights in `source` (a run folder or .safetensors) into `vae`: only weights of
     the same config (a GroupNorm grouping, for one, would load into the same shapes unnoticed)."""
@@ -226,6 +242,7 @@ def train_vae(
 def _train_vae(cfg, run_dir, data, resume, world, progress, loss_fn=None):
     """train_vae inside global_torch_state (the initial weights come from cfg.seed)."""
     data = data if data is not None else twemoji("train", size=cfg.size)
+    check_image_size(cfg.size, data.images, 2 ** (len(cfg.vae.channel_mult) - 1), what="VAE")
     check_batch_size(cfg.batch_size, len(data), "images")
     config = {"task": "vae", **to_dict(cfg), "data": dataset_fingerprint(data)}
     prepare_run_dir(run_dir, config, resume=resume, is_main=world.is_main)

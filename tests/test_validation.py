@@ -1,0 +1,71 @@
+"""Every setting is validated before anything is written: Literal fields against the values of
+their type (read from config.py's type hints, the one place they are listed), shapes against the
+data, and option combinations that cannot be honoured."""
+
+from dataclasses import fields
+from typing import Literal, get_args, get_origin, get_type_hints
+
+import pytest
+
+from ldm_course import config
+from ldm_course.cli.main import main
+from ldm_course.infra import precision
+from ldm_course.infra.limits import check_config, literal_choices
+
+CONFIGS = (config.VAETrainConfig, config.LDMTrainConfig, config.UNetConfig, config.VAEConfig)
+
+
+def literal_fields():
+    """(class, field, allowed values) for every Literal field of the training configs."""
+    out = []
+    for cls in CONFIGS:
+        for name, hint in get_type_hints(cls).items():
+            if get_origin(hint) is Literal:
+                out.append((cls, name, get_args(hint)))
+    return out
+
+
+def test_there_are_literal_fields_and_their_choices_come_from_the_type_hints():
+    found = {(cls.__name__, name) for cls, name, _ in literal_fields()}
+    assert {("VAETrainConfig", "recon"), ("LDMTrainConfig", "schedule")} <= found
+    assert ("VAETrainConfig", "precision") in found
+    assert literal_choices(config.VAETrainConfig, "recon") == ("l1", "l2")
+    assert literal_choices(config.VAETrainConfig, "steps") is None
+    assert precision.PRECISIONS == get_args(precision.Precision)
+    assert config.PRESETS == get_args(config.Preset)
+
+
+@pytest.mark.parametrize(
+    "cls, name, allowed", literal_fields(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_every_literal_field_is_checked_where_parsed(cls, name, allowed):
+    preset = config.vae_preset if cls is config.VAETrainConfig else config.ldm_preset
+    with pytest.raises(ValueError) as err:
+        config.override(preset("cpu-fast"), [f"{name}=nonsense"])
+    message = str(err.value)
+    assert f"{name}='nonsense'" in message and "choose one of" in message
+    assert all(str(v) in message for v in allowed)
+    for value in allowed:  # and every allowed value is accepted
+        assert getattr(config.override(preset("cpu-fast"), [f"{name}={value}"]), name) == value
+
+
+def test_a_literal_field_set_in_python_is_checked_with_the_config():
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="schedule='cosin': choose one of linear"):
+        check_config(replace(config.ldm_preset("cpu-fast"), schedule="cosin"))
+    for f in fields(config.LDMTrainConfig):
+        assert f.name != "CHOICES"
+
+
+@pytest.mark.parametrize(
+    "command, setting",
+    [("train-vae", "recon=l3"), ("train-ldm", "schedule=cosin"), ("train-vae", "perceptual_net=x")]
+    + [("train-ldm", "sample_by=groups"), ("train-ldm", "labels=cat")],
+)
+def test_a_bad_choice_is_refused_before_anything_is_written(capsys, tmp_path, command, setting):
+    run = tmp_path / "r"
+    assert main([command, "--device", "cpu", "--set", setting, "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "choose one of" in err and len(err.strip().splitlines()) == 1
+    assert not run.exists()
