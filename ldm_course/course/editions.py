@@ -109,7 +109,7 @@ def write_editions(solved_dir: Path, learner_dir: Path, course: Path) -> None:
     repository, ref = course_address(course)
     solved_paths = sorted(solved_dir.glob("*.ipynb"))
     if repository:  # before anything is written
-        check_ref(solved_dir, ref, repository_paths(solved_paths))
+        check_ref(solved_dir, repository, ref, repository_paths(solved_paths))
     learner_dir.mkdir(parents=True, exist_ok=True)
     for path in solved_paths:
         solved = nbformat.read(path, as_version=4)

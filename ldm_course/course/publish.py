@@ -132,7 +132,7 @@ def course_address(course_json: Path) -> tuple[str, str]:
     return repository, ref
 
 
-def check_ref(checkout: Path, ref: str, paths: list[str]) -> None:
+def check_ref(checkout: Path, repository: str, ref: str, paths: list[str]) -> None:
     """Refuse a ref whose notebooks cannot be the stamped ones, before anything is written.
 
     `paths` are the solved notebooks, relative to the repository root. Refused: a commit that
@@ -147,16 +147,16 @@ def check_ref(checkout: Path, ref: str, paths: list[str]) -> None:
     if git("rev-parse", "--git-dir").returncode != 0:
         return
     if git("rev-parse", "--verify", "-q", f"refs/tags/{ref}").returncode == 0:
-        stamped = f"COURSE_REF = {json.dumps(ref)}"
+        stamped = setup_cell(repository, ref)
         for path in paths:
             shown = git("show", f"refs/tags/{ref}:{path}")
             cells = (
                 nbformat.reads(shown.stdout, as_version=4).cells if shown.returncode == 0 else []
             )
-            if not any(is_setup_cell(c) and stamped in c.source for c in cells):
+            if not any(is_setup_cell(c) and c.source == stamped for c in cells):
                 raise ValueError(
                     f"the tag {ref!r} exists and its {path} does not hold the setup cell stamped with "
-                    f"{ref!r}: a badge would open a notebook that cannot install the package. Use a "
+                    f"{repository!r} and {ref!r}: a badge would open a notebook that cannot install the package. Use a "
                     f"new tag name in course.json (or, if {ref!r} is not pushed yet, `git tag -d {ref}`); "
                     + PUBLISH_ORDER
                 )
