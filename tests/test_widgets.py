@@ -13,11 +13,11 @@ import os
 import re
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import nbformat
 import pytest
-import tomllib
 import yaml
 from packaging.requirements import Requirement
 
