@@ -1,8 +1,8 @@
 """environment.yml (conda users) installs exactly what pyproject.toml asks for, with the same minimums."""
 
+import tomllib
 from pathlib import Path
 
-import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

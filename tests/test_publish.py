@@ -11,7 +11,14 @@ import nbformat
 import pytest
 
 from ldm_course.course.editions import main as editions_main
-from ldm_course.course.publish import BADGE, colab_url, course_address, setup_cell, stamp
+from ldm_course.course.publish import (
+    BADGE,
+    PUBLISH_ORDER,
+    colab_url,
+    course_address,
+    setup_cell,
+    stamp,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "solutions").glob("0*.ipynb")) + sorted(
@@ -21,9 +28,12 @@ REPO = "https://github.com/you/ldm-course"
 
 
 def test_every_notebook_starts_with_the_one_setup_cell():
+    """The setup cell stamped with this checkout's course.json (unstamped while it has no address),
+    so that `pytest` passes on a stamped checkout too."""
+    expected = setup_cell(*course_address(ROOT / "course.json"))
     for path in NOTEBOOKS:
         code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
-        assert code[0].source == setup_cell(), path.name
+        assert code[0].source == expected, path.name
 
 
 def test_no_notebook_reads_a_path_outside_itself():
@@ -41,20 +51,19 @@ def test_colab_url_only_for_github():
     assert colab_url("https://gitlab.com/you/ldm-course", "v1.0", "notebooks/01_vae.ipynb") is None
 
 
+def editions_on(root: Path) -> int:
+    return editions_main(
+        [str(root / "solutions"), str(root / "notebooks"), "--course", str(root / "course.json")]
+    )
+
+
 def stamped_copy(tmp_path: Path, course: dict) -> Path:
     """The editions command on a copy of the solved edition with this course.json."""
     (tmp_path / "solutions").mkdir()
     for path in (ROOT / "solutions").glob("0*.ipynb"):
         (tmp_path / "solutions" / path.name).write_bytes(path.read_bytes())
     (tmp_path / "course.json").write_text(json.dumps(course))
-    editions_main(
-        [
-            str(tmp_path / "solutions"),
-            str(tmp_path / "notebooks"),
-            "--course",
-            str(tmp_path / "course.json"),
-        ]
-    )
+    assert editions_on(tmp_path) == 0
     return tmp_path
 
 
@@ -91,34 +100,78 @@ def test_a_gitlab_address_pins_the_install_without_a_badge(tmp_path):
     assert 'COURSE_REPO = ""' in [c for c in nb.cells if c.cell_type == "code"][0].source
 
 
-def test_address_without_ref_defaults_to_this_commit(tmp_path):
-    (tmp_path / "course.json").write_text(json.dumps({"repository": REPO}))
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    subprocess.run(
-        [
-            "git",
-            "-C",
-            str(tmp_path),
-            "-c",
-            "user.email=a@b",
-            "-c",
-            "user.name=a",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "x",
-        ],
+def git(root: Path, *args: str) -> str:
+    run = subprocess.run(
+        ["git", "-C", str(root), "-c", "user.email=a@b", "-c", "user.name=a", *args],
+        capture_output=True,
+        text=True,
         check=True,
     )
-    head = subprocess.run(
-        ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    assert course_address(tmp_path / "course.json") == (REPO, head)
-    subprocess.run(["git", "-C", str(tmp_path), "tag", "v2.0"], check=True)
-    assert course_address(tmp_path / "course.json") == (REPO, "v2.0")
+    return run.stdout.strip()
+
+
+def committed_copy(tmp_path: Path, course: dict) -> Path:
+    """A git checkout holding an unstamped copy of the solved edition and this course.json."""
+    root = tmp_path / "course"
+    (root / "solutions").mkdir(parents=True)
+    for path in (ROOT / "solutions").glob("0*.ipynb"):
+        (root / "solutions" / path.name).write_bytes(path.read_bytes())
+    (root / "course.json").write_text(json.dumps(course))
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "unstamped")
+    return root
+
+
+def unchanged(root: Path) -> bool:
+    return git(root, "status", "--porcelain") == "" and not (root / "notebooks").exists()
+
+
+def test_an_address_without_ref_is_refused_with_the_order(tmp_path):
+    """The old default (the commit checked out) published a badge onto unstamped notebooks."""
+    (tmp_path / "course.json").write_text(json.dumps({"repository": REPO}))
+    with pytest.raises(ValueError, match='needs a "ref"') as err:
+        course_address(tmp_path / "course.json")
+    assert PUBLISH_ORDER in str(err.value)
     with pytest.raises(ValueError, match="needs a ref"):
         stamp(nbformat.read(NOTEBOOKS[0], as_version=4), "x.ipynb", REPO, "")
+
+
+def test_the_checked_out_commit_as_ref_is_refused_before_writing(tmp_path, capsys):
+    root = committed_copy(tmp_path, {"repository": ""})
+    head = git(root, "rev-parse", "HEAD")
+    for ref in (head, head[:10], "0123abcd"):  # the commit itself, short, and an unknown hash
+        (root / "course.json").write_text(json.dumps({"repository": REPO, "ref": ref}))
+        git(root, "commit", "-q", "-am", "address")
+        assert editions_on(root) == 2
+        message = capsys.readouterr().err
+        assert f"the ref {ref!r} is a commit" in message and PUBLISH_ORDER in message
+        assert message.count("\n") == 1  # one line
+        assert unchanged(root)
+
+
+def test_a_tag_made_before_the_stamp_is_refused_and_one_after_is_accepted(tmp_path, capsys):
+    root = committed_copy(tmp_path, {"repository": REPO, "ref": "v1.0"})
+    git(root, "tag", "v1.0")  # wrong order: tag, then stamp
+    assert editions_on(root) == 2
+    message = capsys.readouterr().err
+    assert "the tag 'v1.0' exists" in message and "git tag -d v1.0" in message
+    assert unchanged(root)
+    git(root, "tag", "-d", "v1.0")  # the order: stamp, commit, tag
+    assert editions_on(root) == 0
+    assert "stamped the setup cell and Colab badge into" in capsys.readouterr().out
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "stamped")
+    git(root, "tag", "v1.0")
+    assert editions_on(root) == 0  # stamping again at that tag: accepted, nothing to change
+    assert "stamped" not in capsys.readouterr().out
+    assert unchanged(root) is False and git(root, "status", "--porcelain") == ""
+
+
+def test_the_message_says_badge_only_when_one_was_added(tmp_path, capsys):
+    stamped_copy(tmp_path, {"repository": "https://gitlab.com/you/ldm-course", "ref": "v1.0"})
+    out = capsys.readouterr().out
+    assert "stamped the setup cell into" in out and "Colab badge" not in out
 
 
 def run_setup_cell(source: str) -> subprocess.CompletedProcess:

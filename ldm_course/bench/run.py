@@ -250,7 +250,7 @@ def run_quality(args: argparse.Namespace, inputs: dict) -> dict:
 def machine_info(device: torch.device, *, note: str = "") -> dict:
     """What the numbers depend on: versions, device, threads, CPU model, load, date."""
     info = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -7,17 +7,21 @@ so the exercise's check prints "not attempted yet" and the notebook carries on.
     python -m ldm_course.course.editions solutions notebooks     # write the learner edition (sources only)
 
 The same command gives every notebook the one setup cell of ldm_course.course.publish and, when
-course.json holds the repository address, an "Open in Colab" badge and an install pinned to the
-tag or commit it was stamped from.
+course.json holds the repository address and its "ref", an install pinned to that ref and, for a
+GitHub address, an "Open in Colab" badge. A ref that cannot hold the stamped notebooks (a commit
+that exists already, a tag made before the stamp) is refused before anything is written; the order
+is stamp, commit, tag, push (publish.PUBLISH_ORDER).
 """
 
 import argparse
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 
-from ldm_course.course.publish import course_address, stamp
+from ldm_course.course.publish import check_ref, colab_url, course_address, stamp
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -55,11 +59,36 @@ def learner_notebook(solved: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def learner_edition(
+    solved: nbformat.NotebookNode, learner_path: str, repository: str = "", ref: str = ""
+) -> nbformat.NotebookNode:
+    """The learner notebook published at `learner_path` (e.g. 'notebooks/01_vae.ipynb'): solutions
+    stripped, outputs cleared, setup cell and badge stamped for its own path."""
+    nb = learner_notebook(solved)
+    stamp(nb, learner_path, repository, ref)
+    return nb
+
+
 def sources(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
     return [(c.cell_type, c.source) for c in nb.cells]
 
 
-def main(argv: list[str] | None = None) -> None:
+def repository_paths(paths: list[Path]) -> list[str]:
+    """`paths` relative to the root of the git checkout holding them ([] outside one)."""
+    if not paths:
+        return []
+    top = subprocess.run(
+        ["git", "-C", str(paths[0].parent), "rev-parse", "--show-toplevel"],
+        capture_output=True,
+        text=True,
+    )
+    if top.returncode != 0:
+        return []
+    root = Path(top.stdout.strip()).resolve()
+    return [p.resolve().relative_to(root).as_posix() for p in paths]
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="write the learner edition from the solved edition")
     p.add_argument("solved_dir", type=Path)
     p.add_argument("learner_dir", type=Path)
@@ -67,17 +96,31 @@ def main(argv: list[str] | None = None) -> None:
         "--course", type=Path, default=Path("course.json"), help="holds the repository address"
     )
     args = p.parse_args(argv)
-    repository, ref = course_address(args.course)
-    args.learner_dir.mkdir(parents=True, exist_ok=True)
-    for path in sorted(args.solved_dir.glob("*.ipynb")):
+    try:
+        write_editions(args.solved_dir, args.learner_dir, args.course)
+    except ValueError as err:  # a bad address or ref: one line, nothing written
+        print(f"editions: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def write_editions(solved_dir: Path, learner_dir: Path, course: Path) -> None:
+    """Stamp the solved notebooks and write the learner edition (see the module docstring)."""
+    repository, ref = course_address(course)
+    solved_paths = sorted(solved_dir.glob("*.ipynb"))
+    if repository:  # before anything is written
+        check_ref(solved_dir, repository, ref, repository_paths(solved_paths))
+    learner_dir.mkdir(parents=True, exist_ok=True)
+    for path in solved_paths:
         solved = nbformat.read(path, as_version=4)
-        if stamp(solved, f"{args.solved_dir.name}/{path.name}", repository, ref):
+        solved_path = f"{solved_dir.name}/{path.name}"
+        if stamp(solved, solved_path, repository, ref):
             nbformat.write(solved, path)
-            print(f"stamped the setup cell{' and Colab badge' if repository else ''} into {path}")
-        learner_path = f"{args.learner_dir.name}/{path.name}"
-        nb = learner_notebook(solved)
-        stamp(nb, learner_path, repository, ref)
-        target = args.learner_dir / path.name
+            badge = " and Colab badge" if colab_url(repository, ref, solved_path) else ""
+            print(f"stamped the setup cell{badge} into {path}")
+        learner_path = f"{learner_dir.name}/{path.name}"
+        nb = learner_edition(solved, learner_path, repository, ref)
+        target = learner_dir / path.name
         if target.exists():  # keep the saved outputs when the sources did not change
             old = nbformat.read(target, as_version=4)
             if sources(old) == sources(nb):
@@ -90,4 +133,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,10 +1,12 @@
 """Publishing the notebooks for Colab: one setup cell for all five, an "Open in Colab" badge, and
-the package install pinned to the tag or commit the notebooks were stamped from.
+the package install pinned to the tag the stamped notebooks are committed under.
 
 A notebook opened on Colab arrives alone, without the package: its setup cell installs
 `ldm_course` from the course's repository at a fixed ref, so the notebook and the code it imports
-cannot drift apart. The address comes from course.json ({"repository": "...", "ref": "..."});
-without one nothing is invented: no badge, and the setup cell says what to do.
+cannot drift apart. The address comes from course.json ({"repository": "...", "ref": "v1.0"});
+without one nothing is invented: no badge, and the setup cell says what to do. The ref must be able
+to hold the stamped notebooks, so the order is: stamp, commit, tag that commit, push (PUBLISH_ORDER);
+a commit that exists already, or a tag made before the stamp, is refused before anything is written.
 
     python -m ldm_course.course.editions solutions notebooks     # stamps, then writes the learner edition
 """
@@ -78,7 +80,7 @@ def stamp(nb: nbformat.NotebookNode, path: str, repository: str = "", ref: str =
     markdown cell. True if anything changed."""
     if repository and not ref:
         raise ValueError(
-            f"{path}: a repository address needs a ref (tag or commit) to pin the install to"
+            f"{path}: a repository address needs a ref (the tag the stamped notebooks are committed under) to pin the install to"
         )
     setups = [c for c in nb.cells if is_setup_cell(c)]
     if len(setups) != 1:
@@ -102,25 +104,68 @@ def stamp(nb: nbformat.NotebookNode, path: str, repository: str = "", ref: str =
     return changed
 
 
+PUBLISH_ORDER = (
+    "publish in this order: (1) put the address and a new tag name in course.json, e.g. "
+    '{"repository": "https://github.com/you/ldm-course", "ref": "v1.0"}; (2) stamp: '
+    "`python -m ldm_course.course.editions solutions notebooks`; (3) commit the stamped notebooks; "
+    "(4) tag that commit: `git tag v1.0`; (5) push both: `git push && git push origin v1.0`"
+)
+
+
 def course_address(course_json: Path) -> tuple[str, str]:
-    """(repository, ref) from course.json; the ref defaults to the checkout's exact tag, else its
-    commit. ('', '') when no repository is set."""
+    """(repository, ref) from course.json; ('', '') when no repository is set. An address needs an
+    explicit "ref", the tag the stamped notebooks will be committed under: the commit checked out
+    now cannot hold notebooks stamped with its own name."""
     settings = json.loads(course_json.read_text()) if course_json.exists() else {}
-    repository = settings.get("repository", "")
-    if not repository:
-        return "", ""
-    ref = settings.get("ref", "")
-    if not ref:
-        root = course_json.resolve().parent
-
-        def git(*args):
-            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
-
-        tag = git("describe", "--tags", "--exact-match")
-        ref = (tag if tag.returncode == 0 else git("rev-parse", "HEAD")).stdout.strip()
-        if not ref:
-            raise ValueError(
-                f"{course_json}: no 'ref' given and {root} is not a git checkout: add "
-                '"ref": "<tag or commit>" so the notebooks install the package they were made with'
-            )
+    repository, ref = settings.get("repository", ""), settings.get("ref", "")
+    if repository and not ref:
+        raise ValueError(
+            f'{course_json}: the address {repository!r} needs a "ref": the tag the stamped '
+            f"notebooks will be committed under (the commit checked out now does not hold them); "
+            + PUBLISH_ORDER
+        )
+    if ref and not repository:
+        raise ValueError(
+            f'{course_json}: "ref" {ref!r} is given without a "repository": add the address, or '
+            "remove the ref"
+        )
     return repository, ref
+
+
+def check_ref(checkout: Path, repository: str, ref: str, paths: list[str]) -> None:
+    """Refuse a ref whose notebooks cannot be the stamped ones, before anything is written.
+
+    `paths` are the solved notebooks, relative to the repository root. Refused: a commit that
+    exists already (it was made before the stamp, so its setup cells are not stamped with it) or a
+    commit hash; an existing tag whose notebooks do not hold the setup cell stamped with it. Allowed:
+    a tag that does not exist yet (made after the stamp commit), or one that holds the stamped cells
+    (stamping again). Outside a git checkout nothing can be checked."""
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True)
+
+    if git("rev-parse", "--git-dir").returncode != 0:
+        return
+    if git("rev-parse", "--verify", "-q", f"refs/tags/{ref}").returncode == 0:
+        stamped = setup_cell(repository, ref)
+        for path in paths:
+            shown = git("show", f"refs/tags/{ref}:{path}")
+            cells = (
+                nbformat.reads(shown.stdout, as_version=4).cells if shown.returncode == 0 else []
+            )
+            if not any(is_setup_cell(c) and c.source == stamped for c in cells):
+                raise ValueError(
+                    f"the tag {ref!r} exists and its {path} does not hold the setup cell stamped with "
+                    f"{repository!r} and {ref!r}: a badge would open a notebook that cannot install the package. Use a "
+                    f"new tag name in course.json (or, if {ref!r} is not pushed yet, `git tag -d {ref}`); "
+                    + PUBLISH_ORDER
+                )
+        return
+    is_commit = git("rev-parse", "--verify", "-q", f"{ref}^{{commit}}").returncode == 0
+    is_branch = git("rev-parse", "--verify", "-q", f"refs/heads/{ref}").returncode == 0
+    if (is_commit and not is_branch) or re.fullmatch(r"[0-9a-fA-F]{7,40}", ref):
+        raise ValueError(
+            f"the ref {ref!r} is a commit: a commit made before the stamp cannot hold the stamped "
+            "notebooks, and a later commit's hash is not known before it is made. Put a new tag name "
+            "in course.json instead; " + PUBLISH_ORDER
+        )
