@@ -58,6 +58,18 @@ from ldm_course.vae import VAE
 SD_SCALE_FACTOR = 0.18215
 
 
+def _autoencoder_kl():
+    """diffusers' AutoencoderKL class; diffusers is an optional dependency of the course."""
+    try:
+        from diffusers import AutoencoderKL
+    except ImportError:
+        raise ImportError(
+            "Stable Diffusion's VAE is read with diffusers, which is not installed; "
+            "pip install diffusers (Colab: !pip install diffusers)"
+        ) from None
+    return AutoencoderKL
+
+
 def sd_vae_config(config) -> VAEConfig:
     """The VAEConfig that holds an AutoencoderKL with this diffusers `config`; a clear error for a
     layout the course's VAE cannot hold (other block types, activations, channel widths)."""
@@ -163,7 +175,7 @@ def vae_from_diffusers(autoencoder_kl) -> VAE:
     encode(x).mean / .logvar equal autoencoder_kl.encode(x).latent_dist.mean / .logvar, and
     decode(z) equals autoencoder_kl.decode(z).sample, up to float rounding (tests/test_sd_vae.py
     measures the differences; docs/sd_vae.md lists them)."""
-    from diffusers import AutoencoderKL
+    AutoencoderKL = _autoencoder_kl()
 
     if not isinstance(autoencoder_kl, AutoencoderKL):
         raise ValueError(
@@ -202,7 +214,7 @@ def vae_to_diffusers(vae: VAE):
     quant_conv is the identity (the encoder's conv_out already holds it, module docstring item 3);
     post_quant_conv is there when the VAE has one. Only a VAE with SD's downsampling
     (downsample_padding="right_bottom") converts."""
-    from diffusers import AutoencoderKL
+    AutoencoderKL = _autoencoder_kl()
 
     cfg = vae.cfg
     if cfg.downsample_padding != "right_bottom":
@@ -256,7 +268,7 @@ def load_sd_vae(name_or_path: str | Path, *, device: torch.device | str = "cpu")
     such as "stabilityai/sd-vae-ft-mse" or a pipeline such as "CompVis/stable-diffusion-v1-4"
     (its "vae" subfolder). Hub weights are downloaded once into the Hugging Face cache; where the
     Hub cannot be reached and the cache lacks them, one OSError line says where they come from."""
-    from diffusers import AutoencoderKL
+    AutoencoderKL = _autoencoder_kl()
 
     path = Path(name_or_path)
     if path.exists():

@@ -114,9 +114,8 @@ def test_every_parameter_is_mapped_once():
     assert left == attention | {"quant_conv", "encoder.conv_out"}
 
 
-@pytest.mark.slow
 def test_full_stable_diffusion_layout():
-    """SD v1's exact layout (83,653,863 parameters in diffusers), randomly initialised."""
+    """SD v1's exact layout (83,653,863 parameters in diffusers), randomly initialised (~6 s)."""
     ae = sd_autoencoder()
     assert sum(p.numel() for p in ae.parameters()) == 83_653_863
     vae = vae_from_diffusers(ae)
