@@ -323,8 +323,8 @@ def _from_hub(autoencoder_cls, name: str):
         raise OSError(
             f"Stable Diffusion's VAE could not be loaded: its weights come from "
             f"https://huggingface.co/{name}, which could not be read from here ({reason}), and "
-            f"they are not in the Hugging Face cache {cache}; run online (Colab, a laptop) or "
-            "pass a local diffusers folder"
+            "they are not in the local Hugging Face cache (HF_HUB_CACHE, by default "
+            "~/.cache/huggingface/hub); run online (Colab, a laptop) or pass a local diffusers folder"
         ) from None
     if "config.json" in files:
         subfolder = None
