@@ -53,10 +53,6 @@ import torch
 from ldm_course.config import VAEConfig
 from ldm_course.vae import VAE
 
-# SD v1's latent scale: 1 / std of its latents over its training images (LDM paper, sec. 3.2;
-# diffusers' AutoencoderKL.config.scaling_factor). Notebook 03 measures it on the course's images.
-SD_SCALE_FACTOR = 0.18215
-
 
 def _autoencoder_kl():
     """diffusers' AutoencoderKL class; diffusers is an optional dependency of the course."""
