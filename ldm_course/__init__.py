@@ -13,6 +13,7 @@ the notebooks teach them:
       discriminator.py  the PatchGAN term of the autoencoder loss
     03 latent scaling
       latents.py      latent statistics, scale factor, encode/decode with it, slerp
+      sd_vae.py       Stable Diffusion's own VAE (diffusers' AutoencoderKL) as a course VAE
     04 latent diffusion
       schedules.py    beta / alpha_bar schedules, q_sample, SNR
       samplers.py     DDPM and DDIM steps and loops

@@ -2,6 +2,7 @@
 sinusoidal timestep embedding. Shapes are (B, C, H, W) unless a comment says otherwise."""
 
 import math
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -83,14 +84,33 @@ class SelfAttention(nn.Module):
         return x + self.proj(out)
 
 
-class Downsample(nn.Module):
-    """Strided 3x3 convolution: (B, C, H, W) -> (B, C, H/2, W/2)."""
+DownsamplePadding = Literal["all_sides", "right_bottom"]
+DOWNSAMPLE_PADDINGS: tuple[str, ...] = get_args(DownsamplePadding)
 
-    def __init__(self, channels: int):
+
+class Downsample(nn.Module):
+    """Strided 3x3 convolution: (B, C, H, W) -> (B, C, H/2, W/2).
+
+    padding="all_sides" (the course's default) pads one zero pixel on every side. "right_bottom"
+    pads one on the right and bottom only, then convolves without padding, as LDM's and Stable
+    Diffusion's autoencoder does (diffusers' Downsample2D with padding=0): same output size, but
+    each 3x3 window is shifted by half a pixel, so the two are different functions of the input.
+    """
+
+    def __init__(self, channels: int, *, padding: DownsamplePadding = "all_sides"):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        if padding not in DOWNSAMPLE_PADDINGS:
+            raise ValueError(
+                f"downsample padding must be one of {DOWNSAMPLE_PADDINGS}, got {padding!r}"
+            )
+        self.padding = padding
+        self.conv = nn.Conv2d(
+            channels, channels, 3, stride=2, padding=1 if padding == "all_sides" else 0
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding == "right_bottom":
+            x = F.pad(x, (0, 1, 0, 1))  # (B, C, H, W) -> (B, C, H + 1, W + 1)
         return self.conv(x)
 
 

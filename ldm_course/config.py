@@ -6,6 +6,7 @@ Odd values carry a comment. Presets are plain functions of a name, checked at th
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, get_args
 
+from ldm_course.blocks import DownsamplePadding
 from ldm_course.infra.limits import check_setting, literal_choices
 from ldm_course.infra.precision import Precision
 
@@ -24,6 +25,10 @@ class VAEConfig:
     num_res_blocks: int = 1  # ResBlocks per stage (the decoder uses one more, as in LDM)
     norm_groups: int = 8  # GroupNorm groups; must divide every width
     mid_attention: bool = True  # ResBlock - SelfAttention - ResBlock in the middle
+    # Two options only Stable Diffusion's autoencoder needs (ldm_course/sd_vae.py); the defaults
+    # are the course's own VAE and its shipped checkpoints.
+    downsample_padding: DownsamplePadding = "all_sides"  # SD: "right_bottom" (blocks.Downsample)
+    post_quant_conv: bool = False  # SD: a 1x1 convolution on z before the decoder's conv_in
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,11 @@ class Encoder(nn.Module):
                     for i in range(cfg.num_res_blocks)
                 ]
             )
-            stage.downsample = Downsample(width) if level < len(widths) - 1 else nn.Identity()
+            stage.downsample = (
+                Downsample(width, padding=cfg.downsample_padding)
+                if level < len(widths) - 1
+                else nn.Identity()
+            )
             self.down.append(stage)
             prev = width
         self.mid = MidBlock(prev, groups=g, attention=cfg.mid_attention)
@@ -126,6 +130,13 @@ class Decoder(nn.Module):
         super().__init__()
         widths = [cfg.base_channels * m for m in cfg.channel_mult][::-1]
         g = cfg.norm_groups
+        # Stable Diffusion's 1x1 convolution on z (sd_vae.py); absent from the course's own VAE.
+        # It cannot be folded into conv_in exactly: conv_in's zero padding would see its bias.
+        self.post_quant_conv = (
+            nn.Conv2d(cfg.latent_channels, cfg.latent_channels, 1)
+            if cfg.post_quant_conv
+            else nn.Identity()
+        )
         self.conv_in = nn.Conv2d(cfg.latent_channels, widths[0], 3, padding=1)
         self.mid = MidBlock(widths[0], groups=g, attention=cfg.mid_attention)
         self.up = nn.ModuleList()
@@ -145,7 +156,7 @@ class Decoder(nn.Module):
         self.conv_out = nn.Conv2d(prev, cfg.in_channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.mid(self.conv_in(z))  # (B, w_top, h, w)
+        h = self.mid(self.conv_in(self.post_quant_conv(z)))  # (B, w_top, h, w)
         for stage in self.up:
             for block in stage.blocks:
                 h = block(h)

@@ -53,7 +53,7 @@ def test_top_level_shows_the_course():
     assert modules == {
         "config.py", "data.py", "blocks.py", "vae.py", "perceptual.py", "discriminator.py",
         "latents.py", "schedules.py", "samplers.py", "unet.py", "diffusion.py", "metrics.py",
-        "pretrained.py",
+        "pretrained.py", "sd_vae.py", "judge.py",
     }  # fmt: skip
     assert names - modules == {
         "__init__.py",

@@ -9,6 +9,8 @@ unset MPLBACKEND
 # one thread, the replay's default (root conftest.py); live figures replay under other settings too
 # (checked with tolerances, ldm_course/course/replay.py), and this keeps the saved values reproducible here
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# offline, as the replay is (conftest.py): notebook 03's Stable Diffusion VAE cell saves its offline line
+export HF_HUB_OFFLINE=1
 EDITIONS=${EDITIONS:-notebooks solutions}
 # the learner edition is regenerated (outputs cleared) only when it is executed here too
 [[ " $EDITIONS " == *" notebooks "* ]] && $PY -m ldm_course.course.editions solutions notebooks
