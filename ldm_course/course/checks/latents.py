@@ -63,6 +63,7 @@ def check_scale_factor(fn: Callable, *, quiet: bool = False) -> CheckResult:
         rtol=1e-4,
         atol=1e-6,
         quiet=quiet,
+        number_ok=True,
         misconceptions=SCALE_FACTOR_MISCONCEPTIONS,
     )
 
