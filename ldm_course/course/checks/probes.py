@@ -325,8 +325,9 @@ def _as_tensor(value: Any) -> torch.Tensor | None:
 
 
 def factor_problem(got: Any, expected: Any, inputs: dict) -> str | None:
-    """When (a part of) the result is the reference times one constant c, or each item times its
-    own constant: c and what it usually means."""
+    """When a part of the result (the first such part: the result itself, an item of a tuple, an
+    entry of a dict) is the reference times one constant c, or each item times its own constant:
+    c and what it usually means."""
     meanings = _meanings(inputs)
     for label, g, e in _parts(got, expected):
         g_t, e_t = _as_tensor(g), _as_tensor(e)
@@ -335,14 +336,14 @@ def factor_problem(got: Any, expected: Any, inputs: dict) -> str | None:
         if torch.allclose(g_t, e_t, rtol=1e-4, atol=1e-5):
             continue  # this part is right; look at the next
         if not e_t.isfinite().all():
-            return None
+            continue
         if g_t.numel() > 1 and not g_t.any():
             return f"{label} is all zeros"
         c = _factor(g_t, e_t)
         if c is not None:
             meaning = _name_factor(c, meanings)
             if meaning is None and g_t.numel() == 1:
-                return None  # one number is always some multiple of another: nothing learned
+                continue  # one number is always some multiple of another: nothing learned
             about = f": {meaning}" if meaning else ": a constant missing, or one too many"
             return f"{label} is {c:.6g} times the expected one everywhere{about}"
         if g_t.ndim >= 2 and g_t.shape[0] > 1:
@@ -354,5 +355,4 @@ def factor_problem(got: Any, expected: Any, inputs: dict) -> str | None:
                     "per-item normalisation missing or extra (a division by a norm, or by "
                     "sin(theta), ...)"
                 )
-        return None
     return None

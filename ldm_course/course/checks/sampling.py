@@ -12,7 +12,7 @@ from ldm_course.course.checks.core import (
     check_function,
     evaluate,
 )
-from ldm_course.course.checks.models import tiny_ldm
+from ldm_course.course.checks.models import check_device, tiny_ldm
 from ldm_course.diffusion import guided_eps
 from ldm_course.latents import slerp
 from ldm_course.samplers import ddim_sample, ddim_step, ddim_timesteps, previous_timesteps
@@ -156,7 +156,7 @@ def _loop(
         for t, t_prev in zip(
             timesteps.tolist(), previous_timesteps(timesteps).tolist(), strict=True
         ):
-            at = torch.full((len(y),), t if eps_at == "t" else t_prev)  # (B,)
+            at = torch.full((len(y),), t if eps_at == "t" else t_prev, device=z.device)  # (B,)
             eps = combine(model.unet(z, at, y), model.unet(z, at, null), guidance_scale)
             if final == "one":
                 z = ddim_step(z, eps, t, t_prev, model.schedule)
@@ -179,7 +179,7 @@ def _ignores_z_T(learner_fn, inputs_for, got) -> bool:
 
 def _fresh_noise_loop(model, y, z_T, *, steps, guidance_scale):
     return reference_sampling_loop(
-        model, y, torch.randn(z_T.shape), steps=steps, guidance_scale=guidance_scale
+        model, y, torch.randn(z_T.shape).to(z_T.device), steps=steps, guidance_scale=guidance_scale
     )
 
 
@@ -229,22 +229,28 @@ SAMPLING_MISCONCEPTIONS = (
 
 
 def check_sampling_loop(
-    fn: Callable, *, cfg_fn: Callable | None = None, quiet: bool = False
+    fn: Callable,
+    *,
+    cfg_fn: Callable | None = None,
+    device: torch.device | str | None = None,
+    quiet: bool = False,
 ) -> CheckResult:
     """fn(model, y, z_T, *, steps, guidance_scale) -> images (B, 3, H, W) in [-1, 1]: DDIM (eta 0)
     over ddim_timesteps / previous_timesteps from the given z_T, classifier-free guidance with the
     null class model.unet.cfg.num_classes, then model.decode(z_0).clamp(-1, 1). Every case ends with
     the step to t_prev = -1. cfg_fn: the guidance combination to check against (default: the
-    reference; pass the learner's own when it passed check_cfg)."""
-    model = tiny_ldm()
+    reference; pass the learner's own when it passed check_cfg). device: where the model, y and
+    z_T are (default: the GPU when there is one, as in the notebook)."""
+    device = check_device(device)
+    model = tiny_ldm(device=device)
     reference = reference_sampling_loop if cfg_fn is None else _loop(combine=cfg_fn)
 
     def inputs(gen):
         steps, guidance_scale = SAMPLING_CASES[case_index(gen)]
         return {
             "model": model,
-            "y": torch.tensor([0, 2]),
-            "z_T": torch.randn(2, 4, 4, 4, generator=gen),
+            "y": torch.tensor([0, 2], device=device),
+            "z_T": torch.randn(2, 4, 4, 4, generator=gen).to(device),
             "steps": steps,
             "guidance_scale": guidance_scale,
         }

@@ -12,6 +12,7 @@ from ldm_course.course.checks.core import (
     check_function,
     keep_rng,
 )
+from ldm_course.course.checks.models import check_device
 from ldm_course.perceptual import LPIPS
 from ldm_course.vae import DiagonalGaussian, vae_loss
 
@@ -241,23 +242,34 @@ def _carries_gradient(got, inputs) -> str | None:
 
 
 def check_vae_loss(
-    fn: Callable, *, lpips: torch.nn.Module | None = None, quiet: bool = False
+    fn: Callable,
+    *,
+    lpips: torch.nn.Module | None = None,
+    device: torch.device | str | None = None,
+    quiet: bool = False,
 ) -> CheckResult:
     """fn(x, recon, posterior, *, lpips, perceptual_weight, kl_weight) -> (total, terms):
     total = mean |x - recon| + perceptual_weight * mean LPIPS(recon, x) + kl_weight * mean KL / (C H W)
     (a tensor that backpropagates to recon) and terms = {"recon", "lpips" (if perceptual_weight > 0),
     "kl"} of the unweighted terms. x, recon: (B, 3, H, W) in [-1, 1]; posterior a DiagonalGaussian;
-    lpips a module, lpips(a, b) -> (B,) distances, or None when perceptual_weight == 0."""
+    lpips a module, lpips(a, b) -> (B,) distances, or None when perceptual_weight == 0.
+    device: where the tensors are (default: the given lpips's device, else the GPU when there is
+    one, as in the notebook)."""
     if lpips is None:
+        device = check_device(device)
         with keep_rng():  # building the layers draws initial weights from the global RNG
-            lpips = LPIPS("alex", "stlpips")
+            lpips = LPIPS("alex", "stlpips").to(device)
+    elif device is None:
+        device = next(iter(lpips.parameters()), torch.empty(0)).device
 
     def inputs(gen):
         perceptual_weight, kl_weight, b = VAE_LOSS_CASES[case_index(gen)]
         x = torch.rand(b, 3, 32, 32, generator=gen) * 2 - 1
-        recon = (x + 0.3 * torch.randn(x.shape, generator=gen)).clamp(-1, 1).requires_grad_()
+        recon = (x + 0.3 * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
         mean = torch.randn(b, 4, 4, 4, generator=gen)
         logvar = torch.randn(b, 4, 4, 4, generator=gen).clamp(-4, 2)
+        x, recon, mean, logvar = (v.to(device) for v in (x, recon, mean, logvar))
+        recon.requires_grad_()  # a leaf on the device: the gradient check differentiates by it
         return {
             "x": x,
             "recon": recon,
