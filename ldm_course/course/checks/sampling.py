@@ -13,6 +13,7 @@ from ldm_course.course.checks.core import (
     evaluate,
 )
 from ldm_course.course.checks.models import check_device, tiny_ldm
+from ldm_course.course.checks.probes import TIME_LIMIT
 from ldm_course.diffusion import guided_eps
 from ldm_course.latents import slerp
 from ldm_course.samplers import ddim_sample, ddim_step, ddim_timesteps, previous_timesteps
@@ -49,7 +50,12 @@ CFG_MISCONCEPTIONS = (
 )
 
 
-def check_cfg(fn: Callable, *, quiet: bool = False) -> CheckResult:
+def check_cfg(
+    fn: Callable,
+    *,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
+) -> CheckResult:
     """fn(eps_cond, eps_uncond, guidance_scale) -> eps_uncond + w (eps_cond - eps_uncond)."""
 
     def inputs(gen):
@@ -66,6 +72,7 @@ def check_cfg(fn: Callable, *, quiet: bool = False) -> CheckResult:
         reference_cfg,
         inputs,
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=CFG_MISCONCEPTIONS,
     )
 
@@ -111,7 +118,12 @@ SLERP_MISCONCEPTIONS = (
 )
 
 
-def check_slerp(fn: Callable, *, quiet: bool = False) -> CheckResult:
+def check_slerp(
+    fn: Callable,
+    *,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
+) -> CheckResult:
     """fn(z_0, z_1, alpha) -> spherical interpolation per item, alpha a float in [0, 1]."""
 
     def inputs(gen):
@@ -120,7 +132,13 @@ def check_slerp(fn: Callable, *, quiet: bool = False) -> CheckResult:
         return {"z_0": z[0], "z_1": z_1, "alpha": float(torch.rand(1, generator=gen) * 0.8 + 0.1)}
 
     return check_function(
-        "slerp", fn, reference_slerp, inputs, quiet=quiet, misconceptions=SLERP_MISCONCEPTIONS
+        "slerp",
+        fn,
+        reference_slerp,
+        inputs,
+        quiet=quiet,
+        time_limit=time_limit,
+        misconceptions=SLERP_MISCONCEPTIONS,
     )
 
 
@@ -234,6 +252,7 @@ def check_sampling_loop(
     cfg_fn: Callable | None = None,
     device: torch.device | str | None = None,
     quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
 ) -> CheckResult:
     """fn(model, y, z_T, *, steps, guidance_scale) -> images (B, 3, H, W) in [-1, 1]: DDIM (eta 0)
     over ddim_timesteps / previous_timesteps from the given z_T, classifier-free guidance with the
@@ -264,5 +283,6 @@ def check_sampling_loop(
         atol=1e-4,
         rtol=1e-3,
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=SAMPLING_MISCONCEPTIONS,
     )

@@ -13,6 +13,7 @@ from ldm_course.course.checks.core import (
     keep_rng,
 )
 from ldm_course.course.checks.models import check_device
+from ldm_course.course.checks.probes import TIME_LIMIT
 from ldm_course.perceptual import LPIPS
 from ldm_course.vae import DiagonalGaussian, vae_loss
 
@@ -94,7 +95,12 @@ KL_MISCONCEPTIONS = (
 )
 
 
-def check_reparameterize(fn: Callable, *, quiet: bool = False) -> CheckResult:
+def check_reparameterize(
+    fn: Callable,
+    *,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
+) -> CheckResult:
     """fn(mean, logvar, eps) -> z = mean + exp(logvar / 2) * eps."""
 
     def inputs(gen):
@@ -107,11 +113,17 @@ def check_reparameterize(fn: Callable, *, quiet: bool = False) -> CheckResult:
         reference_reparameterize,
         inputs,
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=REPARAMETERIZE_MISCONCEPTIONS,
     )
 
 
-def check_kl(fn: Callable, *, quiet: bool = False) -> CheckResult:
+def check_kl(
+    fn: Callable,
+    *,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
+) -> CheckResult:
     """fn(mean, logvar) -> KL(N(mean, exp(logvar)) || N(0, I)) summed over latent dims, shape (B,)."""
     return check_function(
         "kl_divergence",
@@ -121,6 +133,7 @@ def check_kl(fn: Callable, *, quiet: bool = False) -> CheckResult:
         rtol=1e-4,
         atol=1e-3,
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=KL_MISCONCEPTIONS,
     )
 
@@ -247,6 +260,7 @@ def check_vae_loss(
     lpips: torch.nn.Module | None = None,
     device: torch.device | str | None = None,
     quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
 ) -> CheckResult:
     """fn(x, recon, posterior, *, lpips, perceptual_weight, kl_weight) -> (total, terms):
     total = mean |x - recon| + perceptual_weight * mean LPIPS(recon, x) + kl_weight * mean KL / (C H W)
@@ -286,6 +300,7 @@ def check_vae_loss(
         inputs,
         cases=len(VAE_LOSS_CASES),
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=VAE_LOSS_MISCONCEPTIONS,
         compare=_compare_vae_loss,
         verify=_carries_gradient,
