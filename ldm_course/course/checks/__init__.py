@@ -5,6 +5,9 @@ and prints one line: passed; or, when the answer is wrong, which common mistake 
 where to look (a misconception), else what differs (largest error, the case that broke it).
 An exercise left as `raise NotImplementedError` prints "not attempted yet" and never raises, so a
 notebook runs top to bottom; `result.use(learner_fn, reference_fn)` picks what to carry on with.
+Before any distance, a check names what its table cannot: the wrong type, dtype or device, an input
+changed in place, the global RNG, a constant factor (probes.py); every call of the answer is
+stopped after time_limit seconds (TIME_LIMIT, 30 s, unless a check is given another).
 
     01 vae.py         check_reparameterize, check_kl, check_vae_loss
     02 perceptual.py  check_normalize_channels, check_lpips_distance, check_hinge_d_loss
@@ -12,6 +15,7 @@ notebook runs top to bottom; `result.use(learner_fn, reference_fn)` picks what t
     04 diffusion.py   check_q_sample, check_ddim_step, check_training_step
     05 sampling.py    check_cfg, check_slerp, check_sampling_loop
     core.py           CheckResult, Misconception, check_function (comparison and reporting)
+    probes.py         what a check looks at besides the values (type, in place, RNG, factor, time)
     models.py         tiny_ldm, the small random model of the build checks
 """
 
@@ -35,7 +39,7 @@ from ldm_course.course.checks.latents import (
     reference_latent_snr,
     reference_scale_factor,
 )
-from ldm_course.course.checks.models import tiny_ldm
+from ldm_course.course.checks.models import check_device, tiny_ldm
 from ldm_course.course.checks.perceptual import (
     HINGE_MISCONCEPTIONS,
     LPIPS_MISCONCEPTIONS,
@@ -47,6 +51,7 @@ from ldm_course.course.checks.perceptual import (
     reference_lpips_distance,
     reference_normalize_channels,
 )
+from ldm_course.course.checks.probes import TIME_LIMIT
 from ldm_course.course.checks.sampling import (
     CFG_MISCONCEPTIONS,
     SAMPLING_MISCONCEPTIONS,
@@ -90,10 +95,12 @@ MISCONCEPTIONS = {
 
 __all__ = [
     "MISCONCEPTIONS",
+    "TIME_LIMIT",
     "CheckResult",
     "Misconception",
     "check_cfg",
     "check_ddim_step",
+    "check_device",
     "check_function",
     "check_hinge_d_loss",
     "check_kl",

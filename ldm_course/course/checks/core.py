@@ -4,7 +4,9 @@ inputs, compare, and when they differ say which common mistake the answer looks 
 A misconception is a known wrong answer, written as a function with the exercise's signature. When
 the learner's output is wrong, each misconception is evaluated on the same inputs; if the learner's
 output equals one of them (same tolerance), the check names it and says where to look. Otherwise it
-says what differs, by how much and on which case, in one line.
+probes the answer (probes.py) and says what it found, else what differs, by how much and on which
+case, in one line. Whatever its values, an answer is stopped after a time limit, and fails at once
+when it returns the wrong type, dtype or device or changes its inputs in place.
 """
 
 from collections.abc import Callable, Iterator
@@ -14,6 +16,19 @@ from functools import partial
 from typing import Any
 
 import torch
+
+from ldm_course.course.checks.probes import (
+    TIME_LIMIT,
+    TimeLimitExceeded,
+    call_with_limit,
+    changed_inputs_problem,
+    device_error_hint,
+    factor_problem,
+    result_kind_problem,
+    rng_hint,
+    snapshot,
+    time_limit_message,
+)
 
 MAX_TEXT = 160  # characters kept of a learner's exception message
 
@@ -69,6 +84,16 @@ class Raised:
             and type(other.error) is type(self.error)
             and str(other.error) == str(self.error)
         )
+
+
+@dataclass(frozen=True)
+class TimedOut:
+    """A function stopped after its time limit."""
+
+    seconds: float
+
+    def __str__(self) -> str:
+        return time_limit_message(self.seconds)
 
 
 def _one_line(text: str, limit: int = MAX_TEXT) -> str:
@@ -136,13 +161,20 @@ def _compare(
     if equal_nan and not (finite_got == finite_exp).all():
         return "non-finite values in other places"
     if not equal_nan and not finite_got.all():
-        where = tuple(int(i) for i in torch.nonzero(~finite_got)[0]) if got_t.ndim else ()
+        if not got_t.ndim:
+            return f"returned {got_t.item()}, expected {expected_t.item():.6g}"
+        where = tuple(int(i) for i in torch.nonzero(~finite_got)[0])
         return f"non-finite values (first at index {where})"
     both = finite_got & finite_exp
     err = torch.where(both, (got_t - expected_t).abs(), torch.zeros_like(got_t))
     bad = err > atol + rtol * expected_t.abs().where(both, torch.zeros_like(got_t))
     if bad.any():
-        where = tuple(int(i) for i in torch.nonzero(bad)[0]) if got_t.ndim else ()
+        if not got_t.ndim:
+            return (
+                f"returned {got_t.item():.6g}, expected {expected_t.item():.6g} "
+                f"(tolerance {atol:g} + {rtol:g}*|expected|)"
+            )
+        where = tuple(int(i) for i in torch.nonzero(bad)[0])
         return (
             f"largest error {err.max().item():.3g} (tolerance {atol:g} + {rtol:g}*|expected|), "
             f"first at index {where}"
@@ -160,23 +192,39 @@ def _largest_error(got: Any, expected: Any) -> float | None:
 @contextmanager
 def keep_rng() -> Iterator[None]:
     """Run code that may draw from the global RNG, then restore it: a check leaves the notebook's
-    random stream as it found it (and every evaluation starts from the same state)."""
-    with torch.random.fork_rng(devices=[]):
+    random stream as it found it (and every evaluation starts from the same state). The GPUs'
+    streams too, once CUDA is in use."""
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []):
         yield
 
 
-def evaluate(fn: Callable, inputs: dict) -> Any:
-    """fn(**inputs), or Raised(error) if it raised anything but NotImplementedError."""
+def evaluate(
+    fn: Callable,
+    inputs: dict,
+    *,
+    time_limit: float | None = TIME_LIMIT,
+    global_seed: int | None = None,
+) -> Any:
+    """fn(**inputs), or Raised(error) if it raised anything but NotImplementedError, or TimedOut if
+    it ran past time_limit seconds. global_seed: seed the global RNG first (to see whether the
+    result depends on it)."""
     try:
         with keep_rng():
-            return fn(**inputs)
+            if global_seed is not None:
+                torch.manual_seed(global_seed)
+            return call_with_limit(fn, inputs, time_limit)
     except NotImplementedError:
         raise
+    except TimeLimitExceeded:
+        return TimedOut(time_limit)
     except Exception as err:  # a learner's bug is reported, never raised
         return Raised(err)
 
 
 def _same(got: Any, wrong: Any, compare: Callable) -> bool:
+    if isinstance(got, TimedOut) or isinstance(wrong, TimedOut):
+        return False
     if isinstance(got, Raised) or isinstance(wrong, Raised):
         return isinstance(got, Raised) and got.same(wrong)
     try:
@@ -235,6 +283,32 @@ def not_attempted(name: str, quiet: bool) -> CheckResult:
     )
 
 
+def probe(
+    learner_fn: Callable,
+    inputs_for: Callable[[], dict],
+    got: Any,
+    expected: Any,
+    compare: Callable,
+    time_limit: float | None,
+) -> str | None:
+    """What a wrong answer that no misconception matches gets wrong, if a probe can tell:
+    tensors on two devices, a dependence on the global RNG, a constant factor."""
+    if isinstance(got, Raised):
+        hint = device_error_hint(got.error)
+        return f"{hint} ({got})" if hint else None
+    runs = [
+        evaluate(learner_fn, inputs_for(), time_limit=time_limit, global_seed=seed)
+        for seed in (1, 2)
+    ]
+    comparable = _same(runs[0], runs[0], compare)  # False for values no comparison understands
+    if comparable and not _same(*runs, compare):
+        return rng_hint(inputs_for())
+    try:
+        return factor_problem(got, expected, inputs_for())
+    except Exception:  # an answer of an odd structure: the generic line says what differs
+        return None
+
+
 def check_function(
     name: str,
     learner_fn: Callable,
@@ -249,6 +323,8 @@ def check_function(
     misconceptions: tuple[Misconception, ...] = (),
     compare: Callable[..., str | None] | None = None,
     verify: Callable[[Any, dict], str | None] | None = None,
+    time_limit: float | None = TIME_LIMIT,
+    number_ok: bool = False,
 ) -> CheckResult:
     """Compare learner_fn(**inputs) with reference_fn(**inputs) on `cases` seeded inputs.
 
@@ -256,11 +332,21 @@ def check_function(
     inputs (or draws from a generator among them) cannot change what the others see.
     compare(got, expected, equal_nan=False) -> None or what differs (default: one tensor within
     atol + rtol * |expected|). verify(got, inputs) -> None or a problem: a further property of a
-    correct answer (e.g. that a loss carries a gradient).
+    correct answer (e.g. that a loss carries a gradient). time_limit: seconds one call of
+    learner_fn may take (None: no limit). number_ok: the answer is one number, and a Python float
+    or a tensor of any float dtype will do (otherwise its type and dtype must be the reference's).
+
+    In this order, the first that applies is reported: stopped after the time limit; the wrong
+    type, dtype or device; an input changed in place; a misconception; what a probe finds (two
+    devices, the global RNG, a constant factor); what differs.
     """
     compare = compare or partial(_compare, atol=atol, rtol=rtol)
     worst: float | None = 0.0
     history: list[tuple[Callable[[], dict], Any]] = []  # (inputs_for, learner's output) per case
+
+    def failed(message: str) -> CheckResult:
+        return report(quiet, CheckResult(name, "failed", f"❌ {name}: {message}"))
+
     for case in range(cases):
 
         def inputs_for(case: int = case) -> dict:
@@ -269,15 +355,23 @@ def check_function(
         with keep_rng():
             expected = reference_fn(**inputs_for())
         inputs = inputs_for()
+        before = snapshot(inputs)
         try:
-            got = evaluate(learner_fn, inputs)
+            got = evaluate(learner_fn, inputs, time_limit=time_limit)
         except NotImplementedError:
             return not_attempted(name, quiet)
-        history.append((inputs_for, got))
         where = f"on case {case + 1} of {cases} ({_describe(inputs)})"
+        if isinstance(got, TimedOut):
+            return failed(f"{got} {where}")
+        history.append((inputs_for, got))
         if isinstance(got, Raised):
             problem = str(got)
         else:
+            at_once = result_kind_problem(
+                got, expected, number_ok=number_ok
+            ) or changed_inputs_problem(before)
+            if at_once:
+                return failed(f"{at_once} {where}")
             try:
                 problem = compare(got, expected)
             except Exception as err:  # a malformed answer: say so in one line
@@ -285,17 +379,16 @@ def check_function(
         if problem:
             mistake = diagnose(misconceptions, learner_fn, history, compare)
             if mistake is not None:
-                message = f"❌ {name}: looks like {mistake.name}: {mistake.hint} (case {case + 1})"
-            else:
-                message = f"❌ {name}: {problem} {where}"
-            return report(quiet, CheckResult(name, "failed", message))
+                return failed(f"looks like {mistake.name}: {mistake.hint} (case {case + 1})")
+            found = probe(learner_fn, inputs_for, got, expected, compare, time_limit)
+            return failed(f"{found or problem} {where}")
         if verify is not None:
             try:
                 problem = verify(got, inputs)
             except Exception as err:  # e.g. a graph that cannot be differentiated
                 problem = f"{type(err).__name__} while checking the gradient: {_one_line(str(err))}"
             if problem:
-                return report(quiet, CheckResult(name, "failed", f"❌ {name}: {problem} {where}"))
+                return failed(f"{problem} {where}")
         error = _largest_error(got, expected)
         worst = None if worst is None or error is None else max(worst, error)
     detail = f", largest error {worst:.1e}" if worst is not None else ""

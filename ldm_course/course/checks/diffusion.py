@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from ldm_course.course.checks.core import CheckResult, Misconception, case_index, check_function
-from ldm_course.course.checks.models import tiny_ldm
+from ldm_course.course.checks.models import check_device, tiny_ldm
+from ldm_course.course.checks.probes import TIME_LIMIT
 from ldm_course.samplers import ddim_step
 from ldm_course.schedules import NoiseSchedule, make_schedule, q_sample
 
@@ -62,7 +63,12 @@ Q_SAMPLE_MISCONCEPTIONS = (
 )
 
 
-def check_q_sample(fn: Callable, *, quiet: bool = False) -> CheckResult:
+def check_q_sample(
+    fn: Callable,
+    *,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
+) -> CheckResult:
     """fn(x_0, t, noise, alpha_bar) -> sqrt(alpha_bar[t]) x_0 + sqrt(1 - alpha_bar[t]) noise, t (B,)
     with values in {0, ..., T-1}; every case includes t = 0 and t = T - 1."""
 
@@ -83,6 +89,7 @@ def check_q_sample(fn: Callable, *, quiet: bool = False) -> CheckResult:
         reference_q_sample,
         inputs,
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=Q_SAMPLE_MISCONCEPTIONS,
     )
 
@@ -147,7 +154,12 @@ DDIM_MISCONCEPTIONS = (
 DDIM_CASES = ("random", "final", "adjacent", "last")  # every run includes the step to t_prev = -1
 
 
-def check_ddim_step(fn: Callable, *, quiet: bool = False) -> CheckResult:
+def check_ddim_step(
+    fn: Callable,
+    *,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
+) -> CheckResult:
     """fn(x_t, eps, t, t_prev, alpha_bar) -> x_{t_prev} by DDIM eq. 12 with eta = 0; t_prev = -1 is
     the final step, to alpha_bar = 1. Every run includes it: t = 0 -> -1 (the last step of a
     "leading" grid), a large t -> -1, t -> t - 1 and t -> a random t_prev."""
@@ -177,6 +189,7 @@ def check_ddim_step(fn: Callable, *, quiet: bool = False) -> CheckResult:
         inputs,
         cases=len(DDIM_CASES),
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=DDIM_MISCONCEPTIONS,
     )
 
@@ -218,9 +231,10 @@ def _wrong_step(
             drop = d["drop"] if dropout == "drop" else ~d["drop"]  # (B,)
             null_class = model.unet.cfg.num_classes if null is None else null
             y = torch.where(drop, torch.full_like(y, null_class), y)
-        z_t = q_sample(z_0, d["t"], d["noise"], model.schedule)
-        pred = model.unet(z_t, d["t"], y)  # (B, C, h, w)
-        return F.mse_loss(pred, z_0 if target == "z_0" else d["noise"])
+        z_0, t, noise, y = (v.to(model.device) for v in (z_0, d["t"], d["noise"], y))
+        z_t = q_sample(z_0, t, noise, model.schedule)
+        pred = model.unet(z_t, t, y)  # (B, C, h, w)
+        return F.mse_loss(pred, z_0 if target == "z_0" else noise)
 
     return fn
 
@@ -294,12 +308,20 @@ def _trains_the_unet(got, inputs) -> str | None:
     return None
 
 
-def check_training_step(fn: Callable, *, quiet: bool = False) -> CheckResult:
+def check_training_step(
+    fn: Callable,
+    *,
+    device: torch.device | str | None = None,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
+) -> CheckResult:
     """fn(model, mean, std, y, *, generator, cond_drop_prob) -> the scalar loss of one step:
     draws eps_z, t, noise, drop from `generator` in that order; z_0 = scale_factor * (mean +
     std * eps_z); labels -> null class (model.unet.cfg.num_classes) where drop; loss = MSE(noise,
-    unet(q_sample(z_0, t, noise), t, y)). Cases with cond_drop_prob 0, 0.5 and 1."""
-    model = tiny_ldm()
+    unet(q_sample(z_0, t, noise), t, y)). Cases with cond_drop_prob 0, 0.5 and 1.
+    device: where the model runs (default: the GPU when there is one, as in the notebook); the
+    batch and the generator stay on the CPU, as train_ldm hands them over."""
+    model = tiny_ldm(device=check_device(device))
 
     def inputs(gen):
         case = case_index(gen)
@@ -320,6 +342,7 @@ def check_training_step(fn: Callable, *, quiet: bool = False) -> CheckResult:
         inputs,
         cases=len(TRAINING_STEP_CASES),
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=TRAINING_STEP_MISCONCEPTIONS,
         verify=_trains_the_unet,
     )

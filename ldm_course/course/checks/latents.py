@@ -5,6 +5,7 @@ from collections.abc import Callable
 import torch
 
 from ldm_course.course.checks.core import CheckResult, Misconception, case_index, check_function
+from ldm_course.course.checks.probes import TIME_LIMIT
 from ldm_course.schedules import make_schedule
 
 # ---- the scale factor ----
@@ -46,7 +47,12 @@ SCALE_FACTOR_MISCONCEPTIONS = (
 )
 
 
-def check_scale_factor(fn: Callable, *, quiet: bool = False) -> CheckResult:
+def check_scale_factor(
+    fn: Callable,
+    *,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
+) -> CheckResult:
     """fn(latents (B, C, h, w)) -> 1 / std over all values, a float or 0-d tensor."""
 
     def inputs(gen):
@@ -63,6 +69,8 @@ def check_scale_factor(fn: Callable, *, quiet: bool = False) -> CheckResult:
         rtol=1e-4,
         atol=1e-6,
         quiet=quiet,
+        time_limit=time_limit,
+        number_ok=True,
         misconceptions=SCALE_FACTOR_MISCONCEPTIONS,
     )
 
@@ -107,7 +115,12 @@ LATENT_SNR_MISCONCEPTIONS = (
 SNR_STDS = (0.4, 2.5, 5.0)  # data_std per case (far from 1, where std and variance coincide)
 
 
-def check_latent_snr(fn: Callable, *, quiet: bool = False) -> CheckResult:
+def check_latent_snr(
+    fn: Callable,
+    *,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
+) -> CheckResult:
     """fn(alpha_bar (T,), data_std float) -> SNR of q(z_t | z_0) for data of that std:
     alpha_bar_t * data_std^2 / (1 - alpha_bar_t), shape (T,)."""
 
@@ -125,5 +138,6 @@ def check_latent_snr(fn: Callable, *, quiet: bool = False) -> CheckResult:
         cases=len(SNR_STDS),
         rtol=1e-5,
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=LATENT_SNR_MISCONCEPTIONS,
     )

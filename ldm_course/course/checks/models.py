@@ -10,9 +10,19 @@ from ldm_course.unet import UNet
 from ldm_course.vae import VAE
 
 
-def tiny_ldm(num_classes: int = 3) -> LatentDiffusion:
+def check_device(device: torch.device | str | None = None) -> torch.device:
+    """Where a build check runs the learner's code: the given device, else the notebook's when it
+    is a CUDA GPU (get_device() picks cuda first), else the CPU. On a GPU, an answer that leaves a
+    tensor on the CPU fails here, as it would inside train_ldm, not an hour later."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def tiny_ldm(num_classes: int = 3, device: torch.device | str = "cpu") -> LatentDiffusion:
     """A small random LatentDiffusion, the same on every call: 32x32 images, 4x4x4 latents, a
-    cosine schedule with T = 20 (each step changes alpha_bar visibly), scale_factor 0.7."""
+    cosine schedule with T = 20 (each step changes alpha_bar visibly), scale_factor 0.7; its
+    weights drawn on the CPU, then moved to `device`."""
     with keep_rng():
         torch.manual_seed(0)
         vae = VAE(VAEConfig(base_channels=4, norm_groups=4))
@@ -32,4 +42,5 @@ def tiny_ldm(num_classes: int = 3) -> LatentDiffusion:
         p.data = torch.randn(p.shape, generator=gen)
     for p in vae.decoder.parameters():  # decoded images reach beyond [-1, 1]: clamping shows
         p.data = torch.randn(p.shape, generator=gen) * 0.3
-    return LatentDiffusion(vae, unet, make_schedule("cosine", 20), 0.7, image_size=32).eval()
+    model = LatentDiffusion(vae, unet, make_schedule("cosine", 20), 0.7, image_size=32)
+    return model.to(device).eval()

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ldm_course.course.checks.core import CheckResult, Misconception, check_function
+from ldm_course.course.checks.probes import TIME_LIMIT
 from ldm_course.discriminator import hinge_d_loss
 from ldm_course.perceptual import normalize_channels
 
@@ -48,7 +49,12 @@ NORMALIZE_MISCONCEPTIONS = (
 )
 
 
-def check_normalize_channels(fn: Callable, *, quiet: bool = False) -> CheckResult:
+def check_normalize_channels(
+    fn: Callable,
+    *,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
+) -> CheckResult:
     """fn(features (B, C, H, W)) -> features / (sqrt(sum over C of features^2) + 1e-10). Every case
     has dead pixels (all channels 0), where the eps keeps the result 0 instead of nan."""
 
@@ -63,6 +69,7 @@ def check_normalize_channels(fn: Callable, *, quiet: bool = False) -> CheckResul
         reference_normalize_channels,
         inputs,
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=NORMALIZE_MISCONCEPTIONS,
     )
 
@@ -138,7 +145,12 @@ LPIPS_MISCONCEPTIONS = (
 )
 
 
-def check_lpips_distance(fn: Callable, *, quiet: bool = False) -> CheckResult:
+def check_lpips_distance(
+    fn: Callable,
+    *,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
+) -> CheckResult:
     """fn(features_x, features_y, head_weights) -> (B,): sum over layers of the spatial mean of
     w_l . (normalised f_x - normalised f_y)^2 (LPIPS eq. 1)."""
 
@@ -158,6 +170,7 @@ def check_lpips_distance(fn: Callable, *, quiet: bool = False) -> CheckResult:
         reference_lpips_distance,
         inputs,
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=LPIPS_MISCONCEPTIONS,
     )
 
@@ -206,7 +219,12 @@ HINGE_MISCONCEPTIONS = (
 )
 
 
-def check_hinge_d_loss(fn: Callable, *, quiet: bool = False) -> CheckResult:
+def check_hinge_d_loss(
+    fn: Callable,
+    *,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
+) -> CheckResult:
     """fn(logits_real, logits_fake), each (B, 1, h, w) -> the scalar
     1/2 (mean of max(0, 1 - logits_real) + mean of max(0, 1 + logits_fake))."""
 
@@ -223,5 +241,6 @@ def check_hinge_d_loss(fn: Callable, *, quiet: bool = False) -> CheckResult:
         reference_hinge_d_loss,
         inputs,
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=HINGE_MISCONCEPTIONS,
     )

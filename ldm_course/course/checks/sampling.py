@@ -12,7 +12,8 @@ from ldm_course.course.checks.core import (
     check_function,
     evaluate,
 )
-from ldm_course.course.checks.models import tiny_ldm
+from ldm_course.course.checks.models import check_device, tiny_ldm
+from ldm_course.course.checks.probes import TIME_LIMIT
 from ldm_course.diffusion import guided_eps
 from ldm_course.latents import slerp
 from ldm_course.samplers import ddim_sample, ddim_step, ddim_timesteps, previous_timesteps
@@ -49,7 +50,12 @@ CFG_MISCONCEPTIONS = (
 )
 
 
-def check_cfg(fn: Callable, *, quiet: bool = False) -> CheckResult:
+def check_cfg(
+    fn: Callable,
+    *,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
+) -> CheckResult:
     """fn(eps_cond, eps_uncond, guidance_scale) -> eps_uncond + w (eps_cond - eps_uncond)."""
 
     def inputs(gen):
@@ -66,6 +72,7 @@ def check_cfg(fn: Callable, *, quiet: bool = False) -> CheckResult:
         reference_cfg,
         inputs,
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=CFG_MISCONCEPTIONS,
     )
 
@@ -111,7 +118,12 @@ SLERP_MISCONCEPTIONS = (
 )
 
 
-def check_slerp(fn: Callable, *, quiet: bool = False) -> CheckResult:
+def check_slerp(
+    fn: Callable,
+    *,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
+) -> CheckResult:
     """fn(z_0, z_1, alpha) -> spherical interpolation per item, alpha a float in [0, 1]."""
 
     def inputs(gen):
@@ -120,7 +132,13 @@ def check_slerp(fn: Callable, *, quiet: bool = False) -> CheckResult:
         return {"z_0": z[0], "z_1": z_1, "alpha": float(torch.rand(1, generator=gen) * 0.8 + 0.1)}
 
     return check_function(
-        "slerp", fn, reference_slerp, inputs, quiet=quiet, misconceptions=SLERP_MISCONCEPTIONS
+        "slerp",
+        fn,
+        reference_slerp,
+        inputs,
+        quiet=quiet,
+        time_limit=time_limit,
+        misconceptions=SLERP_MISCONCEPTIONS,
     )
 
 
@@ -156,7 +174,7 @@ def _loop(
         for t, t_prev in zip(
             timesteps.tolist(), previous_timesteps(timesteps).tolist(), strict=True
         ):
-            at = torch.full((len(y),), t if eps_at == "t" else t_prev)  # (B,)
+            at = torch.full((len(y),), t if eps_at == "t" else t_prev, device=z.device)  # (B,)
             eps = combine(model.unet(z, at, y), model.unet(z, at, null), guidance_scale)
             if final == "one":
                 z = ddim_step(z, eps, t, t_prev, model.schedule)
@@ -179,7 +197,7 @@ def _ignores_z_T(learner_fn, inputs_for, got) -> bool:
 
 def _fresh_noise_loop(model, y, z_T, *, steps, guidance_scale):
     return reference_sampling_loop(
-        model, y, torch.randn(z_T.shape), steps=steps, guidance_scale=guidance_scale
+        model, y, torch.randn(z_T.shape).to(z_T.device), steps=steps, guidance_scale=guidance_scale
     )
 
 
@@ -229,22 +247,29 @@ SAMPLING_MISCONCEPTIONS = (
 
 
 def check_sampling_loop(
-    fn: Callable, *, cfg_fn: Callable | None = None, quiet: bool = False
+    fn: Callable,
+    *,
+    cfg_fn: Callable | None = None,
+    device: torch.device | str | None = None,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
 ) -> CheckResult:
     """fn(model, y, z_T, *, steps, guidance_scale) -> images (B, 3, H, W) in [-1, 1]: DDIM (eta 0)
     over ddim_timesteps / previous_timesteps from the given z_T, classifier-free guidance with the
     null class model.unet.cfg.num_classes, then model.decode(z_0).clamp(-1, 1). Every case ends with
     the step to t_prev = -1. cfg_fn: the guidance combination to check against (default: the
-    reference; pass the learner's own when it passed check_cfg)."""
-    model = tiny_ldm()
+    reference; pass the learner's own when it passed check_cfg). device: where the model, y and
+    z_T are (default: the GPU when there is one, as in the notebook)."""
+    device = check_device(device)
+    model = tiny_ldm(device=device)
     reference = reference_sampling_loop if cfg_fn is None else _loop(combine=cfg_fn)
 
     def inputs(gen):
         steps, guidance_scale = SAMPLING_CASES[case_index(gen)]
         return {
             "model": model,
-            "y": torch.tensor([0, 2]),
-            "z_T": torch.randn(2, 4, 4, 4, generator=gen),
+            "y": torch.tensor([0, 2], device=device),
+            "z_T": torch.randn(2, 4, 4, 4, generator=gen).to(device),
             "steps": steps,
             "guidance_scale": guidance_scale,
         }
@@ -258,5 +283,6 @@ def check_sampling_loop(
         atol=1e-4,
         rtol=1e-3,
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=SAMPLING_MISCONCEPTIONS,
     )

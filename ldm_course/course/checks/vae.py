@@ -12,6 +12,8 @@ from ldm_course.course.checks.core import (
     check_function,
     keep_rng,
 )
+from ldm_course.course.checks.models import check_device
+from ldm_course.course.checks.probes import TIME_LIMIT
 from ldm_course.perceptual import LPIPS
 from ldm_course.vae import DiagonalGaussian, vae_loss
 
@@ -93,7 +95,12 @@ KL_MISCONCEPTIONS = (
 )
 
 
-def check_reparameterize(fn: Callable, *, quiet: bool = False) -> CheckResult:
+def check_reparameterize(
+    fn: Callable,
+    *,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
+) -> CheckResult:
     """fn(mean, logvar, eps) -> z = mean + exp(logvar / 2) * eps."""
 
     def inputs(gen):
@@ -106,11 +113,17 @@ def check_reparameterize(fn: Callable, *, quiet: bool = False) -> CheckResult:
         reference_reparameterize,
         inputs,
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=REPARAMETERIZE_MISCONCEPTIONS,
     )
 
 
-def check_kl(fn: Callable, *, quiet: bool = False) -> CheckResult:
+def check_kl(
+    fn: Callable,
+    *,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
+) -> CheckResult:
     """fn(mean, logvar) -> KL(N(mean, exp(logvar)) || N(0, I)) summed over latent dims, shape (B,)."""
     return check_function(
         "kl_divergence",
@@ -120,6 +133,7 @@ def check_kl(fn: Callable, *, quiet: bool = False) -> CheckResult:
         rtol=1e-4,
         atol=1e-3,
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=KL_MISCONCEPTIONS,
     )
 
@@ -241,23 +255,35 @@ def _carries_gradient(got, inputs) -> str | None:
 
 
 def check_vae_loss(
-    fn: Callable, *, lpips: torch.nn.Module | None = None, quiet: bool = False
+    fn: Callable,
+    *,
+    lpips: torch.nn.Module | None = None,
+    device: torch.device | str | None = None,
+    quiet: bool = False,
+    time_limit: float | None = TIME_LIMIT,
 ) -> CheckResult:
     """fn(x, recon, posterior, *, lpips, perceptual_weight, kl_weight) -> (total, terms):
     total = mean |x - recon| + perceptual_weight * mean LPIPS(recon, x) + kl_weight * mean KL / (C H W)
     (a tensor that backpropagates to recon) and terms = {"recon", "lpips" (if perceptual_weight > 0),
     "kl"} of the unweighted terms. x, recon: (B, 3, H, W) in [-1, 1]; posterior a DiagonalGaussian;
-    lpips a module, lpips(a, b) -> (B,) distances, or None when perceptual_weight == 0."""
+    lpips a module, lpips(a, b) -> (B,) distances, or None when perceptual_weight == 0.
+    device: where the tensors are (default: the given lpips's device, else the GPU when there is
+    one, as in the notebook)."""
     if lpips is None:
+        device = check_device(device)
         with keep_rng():  # building the layers draws initial weights from the global RNG
-            lpips = LPIPS("alex", "stlpips")
+            lpips = LPIPS("alex", "stlpips").to(device)
+    elif device is None:
+        device = next(iter(lpips.parameters()), torch.empty(0)).device
 
     def inputs(gen):
         perceptual_weight, kl_weight, b = VAE_LOSS_CASES[case_index(gen)]
         x = torch.rand(b, 3, 32, 32, generator=gen) * 2 - 1
-        recon = (x + 0.3 * torch.randn(x.shape, generator=gen)).clamp(-1, 1).requires_grad_()
+        recon = (x + 0.3 * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
         mean = torch.randn(b, 4, 4, 4, generator=gen)
         logvar = torch.randn(b, 4, 4, 4, generator=gen).clamp(-4, 2)
+        x, recon, mean, logvar = (v.to(device) for v in (x, recon, mean, logvar))
+        recon.requires_grad_()  # a leaf on the device: the gradient check differentiates by it
         return {
             "x": x,
             "recon": recon,
@@ -274,6 +300,7 @@ def check_vae_loss(
         inputs,
         cases=len(VAE_LOSS_CASES),
         quiet=quiet,
+        time_limit=time_limit,
         misconceptions=VAE_LOSS_MISCONCEPTIONS,
         compare=_compare_vae_loss,
         verify=_carries_gradient,
