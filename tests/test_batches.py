@@ -43,7 +43,10 @@ def test_group_batches_refuse_bad_groups():
 
 @pytest.mark.parametrize(
     ("sample_by", "message"),
-    [("group", "needs a dataset with groups"), ("emoji", "must be 'image' or 'group'")],
+    [
+        ("group", "needs a dataset with groups"),
+        ("emoji", "sample_by='emoji': choose one of image, group"),
+    ],
 )
 def test_train_ldm_refuses_group_sampling_without_groups(tmp_path, sample_by, message):
     from ldm_course.config import LDMTrainConfig, VAEConfig
@@ -54,5 +57,5 @@ def test_train_ldm_refuses_group_sampling_without_groups(tmp_path, sample_by, me
     data = TensorImageDataset(torch.zeros(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))
     vae = VAE(VAEConfig(base_channels=4, norm_groups=4))
     with pytest.raises(ValueError, match=message):
-        train_ldm(LDMTrainConfig(sample_by=sample_by), tmp_path / "run", vae, data=data)
+        train_ldm(LDMTrainConfig(sample_by=sample_by, size=32), tmp_path / "run", vae, data=data)
     assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from reliability_helpers import TINY_VAE, tiny_data, vae_run
+from run_helpers import TINY_VAE, tiny_data, vae_run
 from safetensors import SafetensorError
 
 from ldm_course.cli import main as cli

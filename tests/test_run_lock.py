@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from reliability_helpers import TINY_VAE, vae_run
+from run_helpers import TINY_VAE, vae_run
 
 from ldm_course.cli.main import main
 
@@ -23,7 +23,7 @@ HOLDER = textwrap.dedent(
     import sys, time
     from dataclasses import replace
     from pathlib import Path
-    from reliability_helpers import TINY_VAE, vae_run
+    from run_helpers import TINY_VAE, vae_run
     from ldm_course.training import train
 
     real = train.save_checkpoint

@@ -12,16 +12,22 @@ from ldm_course.cli.main import main
 from ldm_course.infra import precision
 from ldm_course.infra.limits import check_config, literal_choices
 
-CONFIGS = (config.VAETrainConfig, config.LDMTrainConfig, config.UNetConfig, config.VAEConfig)
+# each config class, the training config it is set through and the prefix of its --set names
+CONFIGS = (
+    (config.VAETrainConfig, config.VAETrainConfig, ""),
+    (config.LDMTrainConfig, config.LDMTrainConfig, ""),
+    (config.VAEConfig, config.VAETrainConfig, "vae."),
+    (config.UNetConfig, config.LDMTrainConfig, "unet."),
+)
 
 
 def literal_fields():
-    """(class, field, allowed values) for every Literal field of the training configs."""
+    """(training config class, --set name, allowed values) for every Literal field of the configs."""
     out = []
-    for cls in CONFIGS:
+    for cls, train_cls, prefix in CONFIGS:
         for name, hint in get_type_hints(cls).items():
             if get_origin(hint) is Literal:
-                out.append((cls, name, get_args(hint)))
+                out.append((train_cls, prefix + name, get_args(hint)))
     return out
 
 
@@ -46,7 +52,10 @@ def test_every_literal_field_is_checked_where_parsed(cls, name, allowed):
     assert f"{name}='nonsense'" in message and "choose one of" in message
     assert all(str(v) in message for v in allowed)
     for value in allowed:  # and every allowed value is accepted
-        assert getattr(config.override(preset("cpu-fast"), [f"{name}={value}"]), name) == value
+        cfg = config.override(preset("cpu-fast"), [f"{name}={value}"])
+        for part in name.split("."):
+            cfg = getattr(cfg, part)
+        assert cfg == value
 
 
 def test_a_literal_field_set_in_python_is_checked_with_the_config():
