@@ -23,7 +23,7 @@ from ldm_course.vae import vae_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 STOP_CFG = replace(TINY_VAE, steps=6, log_every=1, checkpoint_every=0)
-# the same tiny run on the command line (the data comes from reliability_helpers.tiny_data)
+# the same tiny run on the command line (the data comes from run_helpers.tiny_data)
 TINY_SETTINGS = [
     *("--set", "size=32", "--set", "batch_size=4", "--set", "steps=6", "--set", "log_every=1"),
     *("--set", "warmup_steps=1", "--set", "sample_every=0", "--set", "checkpoint_every=0"),
@@ -205,3 +205,44 @@ def test_a_killed_sample_leaves_no_temporary_file_after_the_next_run(tmp_path):
     assert out.exists() and notes.read_text() == "mine"
     assert sorted(p.name for p in tmp_path.glob(".*.tmp")) == [notes.name]
     assert "removed 1 temporary files that killed writes of" in run.stderr
+
+
+def test_a_second_signal_stops_at_once_and_the_cli_still_says_how_to_resume(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(cli, "_data", lambda args, cfg: tiny_data())
+    real, calls = train_vae_module.vae_step, []
+
+    def impatient(*args, **kwargs):  # Ctrl-C twice within step 1
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_vae_module, "vae_step", impatient)
+    run = tmp_path / "r"
+    argv = ["train-vae", "--run-dir", str(run), *TINY_SETTINGS]
+    try:
+        assert cli.main(argv) == 130
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C escaped train-vae as a KeyboardInterrupt (a traceback)")
+    assert len(calls) == 2  # stopped inside step 1, without finishing it
+    err = message(capsys.readouterr().err)
+    assert err.startswith("ldm-course train-vae: interrupted") and err.endswith("--resume")
+
+
+def test_ctrl_c_while_sample_loads_is_one_line(tmp_path, monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_load_ldm", interrupted)
+    try:
+        code = cli.main(["sample", "--out", str(tmp_path / "s.png")])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped sample as a KeyboardInterrupt (a traceback)")
+    assert code == 130
+    assert (
+        message(capsys.readouterr().err)
+        == "ldm-course sample: interrupted (no partial output was left)"
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import TINY_LDM, TINY_VAE, tiny_data
+from run_helpers import TINY_LDM, TINY_VAE, tiny_data
 
 from ldm_course.infra.checkpoint import load_tensors
 from ldm_course.training import train as train_module

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from reliability_helpers import TINY_VAE, ldm_run, vae_run
+from run_helpers import TINY_VAE, ldm_run, vae_run
 
 from ldm_course.cli.main import main
 from ldm_course.infra.checkpoint import load_tensors, save_tensors

@@ -11,19 +11,20 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from run_helpers import TINY_VAE, vae_run
+from run_helpers import TINY_VAE, ldm_run, vae_run
 
 from ldm_course.cli.main import main
+from ldm_course.infra.run_lock import run_lock
 
 ROOT = Path(__file__).resolve().parents[1]
-# a tiny VAE run (reliability_helpers.TINY_VAE, 4 steps) that hangs inside its first checkpoint
+# a tiny VAE run (run_helpers.TINY_VAE, 4 steps) that hangs inside its first checkpoint
 # write, after the checkpoint is whole: a run that is still training
 HOLDER = textwrap.dedent(
     """
     import sys, time
     from dataclasses import replace
     from pathlib import Path
-    from run_helpers import TINY_VAE, vae_run
+    from run_helpers import TINY_VAE, ldm_run, vae_run
     from ldm_course.training import train
 
     real = train.save_checkpoint
@@ -112,3 +113,13 @@ def test_resume_keeps_a_users_own_tmp_files_and_removes_only_the_projects(tmp_pa
     assert notes.read_text() == "lr 5e-4 looked better"
     assert not ours.exists() and alive.exists()
     assert "removed 1 partial files (1.0 MB)" in capsys.readouterr().out
+
+
+def test_train_ldm_takes_the_lock_too(tmp_path):
+    vae, _ = vae_run(tmp_path / "vae")
+    run = tmp_path / "ldm"
+    with run_lock(run):  # as a train-ldm in another process would hold it
+        with pytest.raises(OSError, match=f"is being written by process {os.getpid()} "):
+            ldm_run(run, vae)
+        assert [p.name for p in run.iterdir()] == [".ldm-course.lock"]  # no latents, no config
+    assert not run.exists()  # a refused run that created nothing leaves nothing

@@ -54,7 +54,9 @@ def atomic_write(path: Path, write) -> None:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     except (OSError, SafetensorError) as err:  # safetensors reports a full disk as its own error
-        reason = getattr(err, "strerror", None) or str(err)
+        # safetensors: 'Error while serializing: IoError(Os { ..., message: "No space left ..." })'
+        said = re.search(r'message: "([^"]+)"', str(err))
+        reason = getattr(err, "strerror", None) or (said[1] if said else str(err))
         raise WriteError(
             f"cannot write {path} ({reason}; {free_space(path.parent)} free on its disk); free "
             f"disk space or fix the folder's permissions (any previous {path.name} is intact)"
