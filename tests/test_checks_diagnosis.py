@@ -312,7 +312,12 @@ def slerp_without_sin(z_0, z_1, alpha):
 
 
 def test_a_factor_per_item_is_named():
-    text = message("check_slerp", slerp_without_sin)
+    text = message(
+        "check_slerp",
+        lambda z_0, z_1, alpha: (
+            checks.reference_slerp(z_0, z_1, alpha) * z_0.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        ),
+    )
     assert "each item of the result is off by its own constant factor" in text, text
     assert "sin(theta)" in text
     text = message(
@@ -392,8 +397,8 @@ def test_the_time_limit_works_off_the_main_thread_and_keeps_an_outer_timer():
 @pytest.mark.parametrize(
     "check, answer",
     [
-        ("check_training_step", step(z0_fn=lambda z: z / 0.7)),  # divided by the scale factor
-        ("check_training_step", step(t_high=-1)),  # t from randint(0, T - 1)
+        ("check_training_step", step(loss_fn=F.l1_loss)),
+        ("check_training_step", step(loss_fn=lambda a, b: 1.5 * F.mse_loss(a, b))),
         ("check_hinge_d_loss", lambda logits_real, logits_fake: logits_fake.mean() + 2.0),
         ("check_hinge_d_loss", lambda logits_real, logits_fake: torch.tensor(float("nan"))),
         ("check_scale_factor", lambda latents: float("inf")),
@@ -494,3 +499,46 @@ def test_on_a_gpu_a_missing_to_device_fails_in_the_build_checks():
 def test_correct_answers_pass_with_the_notebooks_message(check, answer, shown, capsys):
     assert getattr(checks, check)(answer).passed
     assert capsys.readouterr().out == shown + "\n"
+
+
+# ---- the wrong answers the issue saw, now in the tables ----
+
+
+@torch.no_grad()
+def loop(*, guided=True, skip_last=False):
+    def fn(model, y, z_T, *, steps, guidance_scale):
+        timesteps = ddim_timesteps(model.schedule.num_steps, steps)
+        null, z = torch.full_like(y, model.unet.cfg.num_classes), z_T
+        pairs = list(zip(timesteps.tolist(), previous_timesteps(timesteps).tolist(), strict=True))
+        for t, t_prev in pairs[:-1] if skip_last else pairs:
+            t_batch = torch.full((len(y),), t, device=z.device)
+            eps = model.unet(z, t_batch, y)
+            if guided:
+                u = model.unet(z, t_batch, null)
+                eps = u + guidance_scale * (eps - u)
+            z = ddim_step(z, eps, t, t_prev, model.schedule)
+        return model.decode(z).clamp(-1, 1)
+
+    return fn
+
+
+@pytest.mark.parametrize(
+    "check, answer, named",
+    [
+        (
+            "check_training_step",
+            step(z0_fn=lambda z: z / 0.7),  # tiny_ldm's scale factor
+            "a division by the scale factor",
+        ),
+        ("check_training_step", step(t_high=-1), "t drawn from 0..T-2"),
+        ("check_sampling_loop", loop(guided=False), "no guidance"),
+        ("check_sampling_loop", loop(skip_last=True), "the last step skipped"),
+        ("check_slerp", slerp_without_sin, "the division by sin(theta) left out"),
+    ],
+)
+def test_the_wrong_answers_seen_in_notebooks_are_named(check, answer, named):
+    assert f"looks like {named}:" in message(check, answer)
+
+
+def test_the_right_loop_passes():
+    assert checks.check_sampling_loop(loop(), quiet=True).passed

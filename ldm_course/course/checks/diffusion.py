@@ -212,21 +212,25 @@ def _wrong_step(
     dropout="drop",
     null=None,
     t_from=0,
+    t_last=True,
     target="noise",
 ) -> Callable:
-    """A training step built like the reference with one piece replaced."""
+    """A training step built like the reference with one piece replaced (scale: True, False or
+    "divide"; t_last=False: t never reaches T - 1)."""
 
     def fn(model, mean, std, y, *, generator, cond_drop_prob):
         b, num_steps = mean.shape[0], model.schedule.num_steps
         draw = {
             "eps_z": lambda: torch.randn(mean.shape, generator=generator),
-            "t": lambda: torch.randint(t_from, num_steps + t_from, (b,), generator=generator),
+            "t": lambda: torch.randint(
+                t_from, num_steps + t_from - (0 if t_last else 1), (b,), generator=generator
+            ),
             "noise": lambda: torch.randn(mean.shape, generator=generator),
             "drop": lambda: torch.rand(b, generator=generator) < cond_drop_prob,
         }
         d = {name: draw[name]() for name in order}
         z = mean + std * d["eps_z"] if sample else mean  # (B, C, h, w)
-        z_0 = z * model.scale_factor if scale else z
+        z_0 = {True: z * model.scale_factor, False: z, "divide": z / model.scale_factor}[scale]
         if dropout != "none":
             drop = d["drop"] if dropout == "drop" else ~d["drop"]  # (B,)
             null_class = model.unet.cfg.num_classes if null is None else null
@@ -246,6 +250,11 @@ TRAINING_STEP_MISCONCEPTIONS = (
         "the scale factor forgotten",
         f"the U-Net learns scaled latents z_0 = scale_factor * (mean + std * eps_z): {SEE_STEP}",
         _wrong_step(scale=False),
+    ),
+    Misconception(
+        "a division by the scale factor",
+        f"the scale factor multiplies: z_0 = scale_factor * (mean + std * eps_z) (decoding divides by it): {SEE_STEP}",
+        _wrong_step(scale="divide"),
     ),
     Misconception(
         "the posterior mean instead of a sample",
@@ -274,6 +283,11 @@ TRAINING_STEP_MISCONCEPTIONS = (
         "t drawn from 1..T",
         f"timesteps are 0, ..., T-1: torch.randint(0, T, (B,), generator=generator): {SEE_STEP}",
         _wrong_step(t_from=1),
+    ),
+    Misconception(
+        "t drawn from 0..T-2",
+        f"torch.randint's upper bound is excluded: randint(0, T) gives 0, ..., T-1; randint(0, T - 1) never trains t = T-1: {SEE_STEP}",
+        _wrong_step(t_last=False),
     ),
     Misconception(
         "the loss against z_0 instead of the noise",

@@ -92,11 +92,23 @@ def _normalised_slerp(z_0, z_1, alpha):
     return z / z.flatten(1).norm(dim=1).view(-1, *[1] * (z.ndim - 1))
 
 
+def _slerp_without_sin(z_0, z_1, alpha):
+    a, b = z_0.flatten(1), z_1.flatten(1)  # (B, D)
+    cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))  # (B,)
+    theta = cos.clamp(-1, 1).acos().view(-1, *[1] * (z_0.ndim - 1))  # (B, 1, ...)
+    return torch.sin((1 - alpha) * theta) * z_0 + torch.sin(alpha * theta) * z_1
+
+
 SLERP_MISCONCEPTIONS = (
     Misconception(
         "linear interpolation",
         f"(1 - a) z_0 + a z_1 shrinks the norm midway; slerp weighs by sin((1 - a) theta) / sin(theta) and sin(a theta) / sin(theta): {SEE_SLERP}",
         lambda z_0, z_1, alpha: (1 - alpha) * z_0 + alpha * z_1,
+    ),
+    Misconception(
+        "the division by sin(theta) left out",
+        f"each weight is divided by sin(theta): sin((1 - a) theta) / sin(theta) and sin(a theta) / sin(theta): {SEE_SLERP}",
+        _slerp_without_sin,
     ),
     Misconception(
         "normalised outputs",
@@ -163,7 +175,8 @@ def reference_sampling_loop(model, y, z_T, *, steps, guidance_scale):
 def _loop(
     *, combine=reference_cfg, ascending=False, eps_at="t", decode="scaled", clamp=True, final="one"
 ) -> Callable:
-    """The sampling loop written out (two U-Net calls per step), optionally with one piece wrong."""
+    """The sampling loop written out (two U-Net calls per step), optionally with one piece wrong
+    (final: "one", the step to alpha_bar = 1; "wrapped", to alpha_bar[-1]; "skipped", none)."""
 
     @torch.no_grad()
     def fn(model, y, z_T, *, steps, guidance_scale):
@@ -171,12 +184,13 @@ def _loop(
         timesteps = timesteps.flip(0) if ascending else timesteps
         null = torch.full_like(y, model.unet.cfg.num_classes)  # (B,)
         alpha_bar, z = model.schedule.alpha_bar, z_T
-        for t, t_prev in zip(
-            timesteps.tolist(), previous_timesteps(timesteps).tolist(), strict=True
-        ):
+        steps_taken = list(
+            zip(timesteps.tolist(), previous_timesteps(timesteps).tolist(), strict=True)
+        )
+        for t, t_prev in steps_taken[:-1] if final == "skipped" else steps_taken:
             at = torch.full((len(y),), t if eps_at == "t" else t_prev, device=z.device)  # (B,)
             eps = combine(model.unet(z, at, y), model.unet(z, at, null), guidance_scale)
-            if final == "one":
+            if final != "wrapped":
                 z = ddim_step(z, eps, t, t_prev, model.schedule)
             else:  # a hand-rolled step with alpha_bar[t_prev], which wraps at t_prev = -1
                 a_t, a_prev = float(alpha_bar[t]), float(alpha_bar[t_prev])
@@ -222,6 +236,16 @@ SAMPLING_MISCONCEPTIONS = (
         "eps_cond and eps_uncond swapped",
         f"the conditional prediction uses y, the unconditional one the null class model.unet.cfg.num_classes: {SEE_LOOP}",
         _loop(combine=lambda c, u, w: reference_cfg(u, c, w)),
+    ),
+    Misconception(
+        "no guidance",
+        f"the conditional prediction alone ignores guidance_scale; eps = eps_uncond + w (eps_cond - eps_uncond), with eps_uncond from the null class: {SEE_LOOP}",
+        _loop(combine=lambda c, u, w: c),
+    ),
+    Misconception(
+        "the last step skipped",
+        f"zip(timesteps, previous_timesteps(timesteps)) ends with the step to t_prev = -1 (alpha_bar = 1): run every pair: {SEE_LOOP}",
+        _loop(final="skipped"),
     ),
     Misconception(
         "decoding without dividing by the scale factor",
