@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ldm_course.course import checks
-from ldm_course.course.checks.models import check_device
+from ldm_course.course.checks.models import check_device, exact_convolutions
 from ldm_course.samplers import ddim_step, ddim_timesteps, previous_timesteps
 
 
@@ -430,6 +430,38 @@ def test_the_default_device_is_the_gpu_when_there_is_one(monkeypatch):
     assert check_device() == torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert check_device() == torch.device("cpu")
+
+
+def test_on_a_gpu_the_build_checks_turn_tf32_off_and_back_on():
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = True  # PyTorch's default for convolutions
+    try:
+        with exact_convolutions(torch.device("cuda")):  # flags only: no GPU needed
+            assert not torch.backends.cudnn.allow_tf32
+            assert not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32
+        with exact_convolutions(torch.device("cpu")):
+            assert torch.backends.cudnn.allow_tf32  # nothing changes on the CPU
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_the_vae_loss_check_puts_its_tensors_on_the_device():
+    seen = set()
+
+    def spy(x, recon, posterior, *, lpips, perceptual_weight, kl_weight):
+        seen.update({x.device, recon.device, posterior.mean.device})
+        return vae_loss()(
+            x,
+            recon,
+            posterior,
+            lpips=lpips,
+            perceptual_weight=perceptual_weight,
+            kl_weight=kl_weight,
+        )
+
+    assert checks.check_vae_loss(spy, device="cpu", quiet=True).passed
+    assert seen == {torch.device("cpu")}
 
 
 def test_tensors_on_two_devices_are_named():

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ldm_course.course.checks.core import CheckResult, Misconception, case_index, check_function
-from ldm_course.course.checks.models import check_device, tiny_ldm
+from ldm_course.course.checks.models import check_device, exact_convolutions, tiny_ldm
 from ldm_course.course.checks.probes import TIME_LIMIT
 from ldm_course.samplers import ddim_step
 from ldm_course.schedules import NoiseSchedule, make_schedule, q_sample
@@ -335,7 +335,7 @@ def check_training_step(
     unet(q_sample(z_0, t, noise), t, y)). Cases with cond_drop_prob 0, 0.5 and 1.
     device: where the model runs (default: the GPU when there is one, as in the notebook); the
     batch and the generator stay on the CPU, as train_ldm hands them over."""
-    model = tiny_ldm(device=check_device(device))
+    model = tiny_ldm(device=check_device(device))  # weights drawn on the CPU, then moved
 
     def inputs(gen):
         case = case_index(gen)
@@ -349,14 +349,15 @@ def check_training_step(
             "cond_drop_prob": TRAINING_STEP_CASES[case],
         }
 
-    return check_function(
-        "training_step",
-        fn,
-        reference_training_step,
-        inputs,
-        cases=len(TRAINING_STEP_CASES),
-        quiet=quiet,
-        time_limit=time_limit,
-        misconceptions=TRAINING_STEP_MISCONCEPTIONS,
-        verify=_trains_the_unet,
-    )
+    with exact_convolutions(model.device):
+        return check_function(
+            "training_step",
+            fn,
+            reference_training_step,
+            inputs,
+            cases=len(TRAINING_STEP_CASES),
+            quiet=quiet,
+            time_limit=time_limit,
+            misconceptions=TRAINING_STEP_MISCONCEPTIONS,
+            verify=_trains_the_unet,
+        )

@@ -12,7 +12,7 @@ from ldm_course.course.checks.core import (
     check_function,
     evaluate,
 )
-from ldm_course.course.checks.models import check_device, tiny_ldm
+from ldm_course.course.checks.models import check_device, exact_convolutions, tiny_ldm
 from ldm_course.course.checks.probes import TIME_LIMIT
 from ldm_course.diffusion import guided_eps
 from ldm_course.latents import slerp
@@ -298,15 +298,16 @@ def check_sampling_loop(
             "guidance_scale": guidance_scale,
         }
 
-    return check_function(
-        "sampling_loop",
-        fn,
-        reference,
-        inputs,
-        cases=len(SAMPLING_CASES),
-        atol=1e-4,
-        rtol=1e-3,
-        quiet=quiet,
-        time_limit=time_limit,
-        misconceptions=SAMPLING_MISCONCEPTIONS,
-    )
+    with exact_convolutions(model.device):
+        return check_function(
+            "sampling_loop",
+            fn,
+            reference,
+            inputs,
+            cases=len(SAMPLING_CASES),
+            atol=1e-4,
+            rtol=1e-3,
+            quiet=quiet,
+            time_limit=time_limit,
+            misconceptions=SAMPLING_MISCONCEPTIONS,
+        )
