@@ -290,6 +290,12 @@ def test_the_rng_probe_leaves_the_global_stream_as_it_was():
             lambda features: 3.7 * checks.reference_normalize_channels(features),
             "3.7 times the expected one everywhere: a constant missing, or one too many",
         ),
+        (  # the loss summed: 6 * 4 * 4 * 4 values
+            "check_training_step",
+            step(loss_fn=lambda a, b: F.mse_loss(a, b, reduction="sum")),
+            "384 times the expected one everywhere: a sum where a mean belongs (384 values in "
+            "`mean`)",
+        ),
         (
             "check_cfg",
             lambda eps_cond, eps_uncond, guidance_scale: (
@@ -309,6 +315,23 @@ def slerp_without_sin(z_0, z_1, alpha):
     cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))  # (B,)
     theta = cos.clamp(-1, 1).acos().view(-1, 1, 1, 1)  # (B, 1, 1, 1)
     return torch.sin((1 - alpha) * theta) * z_0 + torch.sin(alpha * theta) * z_1
+
+
+@pytest.mark.parametrize("how", ["sum", "mean"])
+def test_one_number_where_one_per_item_belongs_is_named(how):
+    text = message(
+        "check_kl", lambda mean, logvar: getattr(checks.reference_kl(mean, logvar), how)()
+    )
+    assert f"the result is one number, the {how} of the 4 expected values" in text, text
+    assert "shape (4,)" in text
+
+
+def test_a_half_precision_result_is_named():
+    text = message(
+        "check_q_sample",
+        lambda x_0, t, noise, alpha_bar: checks.reference_q_sample(x_0, t, noise, alpha_bar).half(),
+    )
+    assert "dtype torch.float16, expected torch.float32 like the inputs: cast back" in text, text
 
 
 def test_a_factor_per_item_is_named():
@@ -566,6 +589,11 @@ def loop(*, guided=True, skip_last=False):
         ("check_sampling_loop", loop(guided=False), "no guidance"),
         ("check_sampling_loop", loop(skip_last=True), "the last step skipped"),
         ("check_slerp", slerp_without_sin, "the division by sin(theta) left out"),
+        (
+            "check_training_step",
+            step(z0_fn=lambda z: 0.18215 * z),
+            "Stable Diffusion's 0.18215 instead of model.scale_factor",
+        ),
     ],
 )
 def test_the_wrong_answers_seen_in_notebooks_are_named(check, answer, named):

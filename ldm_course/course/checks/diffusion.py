@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ldm_course.course.checks.core import CheckResult, Misconception, case_index, check_function
 from ldm_course.course.checks.models import check_device, exact_convolutions, tiny_ldm
-from ldm_course.course.checks.probes import TIME_LIMIT
+from ldm_course.course.checks.probes import SD_SCALE_FACTOR, TIME_LIMIT
 from ldm_course.samplers import ddim_step
 from ldm_course.schedules import NoiseSchedule, make_schedule, q_sample
 
@@ -215,8 +215,8 @@ def _wrong_step(
     t_last=True,
     target="noise",
 ) -> Callable:
-    """A training step built like the reference with one piece replaced (scale: True, False or
-    "divide"; t_last=False: t never reaches T - 1)."""
+    """A training step built like the reference with one piece replaced (scale: True, False,
+    "divide" or "sd", Stable Diffusion's constant; t_last=False: t never reaches T - 1)."""
 
     def fn(model, mean, std, y, *, generator, cond_drop_prob):
         b, num_steps = mean.shape[0], model.schedule.num_steps
@@ -230,7 +230,12 @@ def _wrong_step(
         }
         d = {name: draw[name]() for name in order}
         z = mean + std * d["eps_z"] if sample else mean  # (B, C, h, w)
-        z_0 = {True: z * model.scale_factor, False: z, "divide": z / model.scale_factor}[scale]
+        z_0 = {
+            True: z * model.scale_factor,
+            False: z,
+            "divide": z / model.scale_factor,
+            "sd": z * SD_SCALE_FACTOR,
+        }[scale]
         if dropout != "none":
             drop = d["drop"] if dropout == "drop" else ~d["drop"]  # (B,)
             null_class = model.unet.cfg.num_classes if null is None else null
@@ -255,6 +260,11 @@ TRAINING_STEP_MISCONCEPTIONS = (
         "a division by the scale factor",
         f"the scale factor multiplies: z_0 = scale_factor * (mean + std * eps_z) (decoding divides by it): {SEE_STEP}",
         _wrong_step(scale="divide"),
+    ),
+    Misconception(
+        "Stable Diffusion's 0.18215 instead of model.scale_factor",
+        f"0.18215 belongs to Stable Diffusion's VAE; each model measures its own: z_0 = model.scale_factor * (mean + std * eps_z): {SEE_STEP}",
+        _wrong_step(scale="sd"),
     ),
     Misconception(
         "the posterior mean instead of a sample",

@@ -135,10 +135,14 @@ def result_kind_problem(got: Any, expected: Any, *, number_ok: bool = False) -> 
             "belong (// or .long()?)"
         )
     if expected.dtype == torch.float32 and got.dtype != torch.float32 and not number_ok:
+        why = (
+            "a float64 tensor (alpha_bar is one) mixed in without .to(x.dtype), or .double()?"
+            if got.dtype == torch.float64
+            else "cast back with .to(x.dtype)."
+        )
         return (
-            f"dtype {got.dtype}, expected {expected.dtype} like the inputs: a float64 tensor "
-            "(alpha_bar is one) mixed in without .to(x.dtype), or .double()? The package's next "
-            "steps need float32"
+            f"dtype {got.dtype}, expected {expected.dtype} like the inputs: {why} The package's "
+            "next steps need float32"
         )
     return None
 
@@ -324,6 +328,17 @@ def _as_tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
+def _reduced_over_the_batch(g: torch.Tensor, e: torch.Tensor) -> str | None:
+    """One number where one per item belongs: is it their sum or their mean?"""
+    for how, value in (("sum", e.sum()), ("mean", e.mean())):
+        if (g - value).abs() <= 1e-5 + 1e-4 * value.abs():
+            return (
+                f"is one number, the {how} of the {e.numel()} expected values: return one value "
+                f"per item, shape {tuple(e.shape)} (reduce over the other dimensions only)"
+            )
+    return None
+
+
 def factor_problem(got: Any, expected: Any, inputs: dict) -> str | None:
     """When a part of the result (the first such part: the result itself, an item of a tuple, an
     entry of a dict) is the reference times one constant c, or each item times its own constant:
@@ -331,7 +346,13 @@ def factor_problem(got: Any, expected: Any, inputs: dict) -> str | None:
     meanings = _meanings(inputs)
     for label, g, e in _parts(got, expected):
         g_t, e_t = _as_tensor(g), _as_tensor(e)
-        if g_t is None or e_t is None or g_t.shape != e_t.shape or not g_t.isfinite().all():
+        if g_t is None or e_t is None or not g_t.isfinite().all():
+            continue
+        if g_t.numel() == 1 and e_t.numel() > 1 and e_t.isfinite().all():
+            reduced = _reduced_over_the_batch(g_t.flatten()[0], e_t)
+            if reduced:
+                return f"{label} {reduced}"
+        if g_t.shape != e_t.shape:
             continue
         if torch.allclose(g_t, e_t, rtol=1e-4, atol=1e-5):
             continue  # this part is right; look at the next

@@ -13,7 +13,7 @@ from ldm_course.course.checks.core import (
     evaluate,
 )
 from ldm_course.course.checks.models import check_device, exact_convolutions, tiny_ldm
-from ldm_course.course.checks.probes import TIME_LIMIT
+from ldm_course.course.checks.probes import SD_SCALE_FACTOR, TIME_LIMIT
 from ldm_course.diffusion import guided_eps
 from ldm_course.latents import slerp
 from ldm_course.samplers import ddim_sample, ddim_step, ddim_timesteps, previous_timesteps
@@ -196,7 +196,11 @@ def _loop(
                 a_t, a_prev = float(alpha_bar[t]), float(alpha_bar[t_prev])
                 pred_x0 = (z - (1 - a_t) ** 0.5 * eps) / a_t**0.5
                 z = a_prev**0.5 * pred_x0 + (1 - a_prev) ** 0.5 * eps
-        images = model.decode(z) if decode == "scaled" else model.vae.decode(z)
+        images = {
+            "scaled": lambda: model.decode(z),
+            "unscaled": lambda: model.vae.decode(z),
+            "sd": lambda: model.vae.decode(z / SD_SCALE_FACTOR),
+        }[decode]()
         return images.clamp(-1, 1) if clamp else images
 
     return fn
@@ -251,6 +255,11 @@ SAMPLING_MISCONCEPTIONS = (
         "decoding without dividing by the scale factor",
         f"the U-Net works on scaled latents: decode with model.decode(z_0), which divides by model.scale_factor: {SEE_LOOP}",
         _loop(decode="unscaled"),
+    ),
+    Misconception(
+        "Stable Diffusion's 0.18215 instead of model.scale_factor",
+        f"0.18215 belongs to Stable Diffusion's VAE; model.decode(z_0) divides by this model's own model.scale_factor: {SEE_LOOP}",
+        _loop(decode="sd"),
     ),
     Misconception(
         "no clamp",
