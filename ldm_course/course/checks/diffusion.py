@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from ldm_course.course.checks.core import CheckResult, Misconception, case_index, check_function
 from ldm_course.course.checks.models import check_device, exact_convolutions, tiny_ldm
-from ldm_course.course.checks.probes import SD_SCALE_FACTOR, TIME_LIMIT
+from ldm_course.course.checks.probes import SD_SCALE_FACTOR
+from ldm_course.course.checks.time_limit import TIME_LIMIT
 from ldm_course.samplers import ddim_step
 from ldm_course.schedules import NoiseSchedule, make_schedule, q_sample
 

@@ -1,90 +1,23 @@
 """What a check looks at in a learner's answer besides its values: what it returned (type, dtype,
-device), whether it changed its inputs, whether it hangs, and, when it is wrong and no listed
-misconception matches, whether it depends on the global RNG or is off by a constant factor.
+device), whether it changed its inputs, and, when it is wrong and no listed misconception matches,
+whether it depends on the global RNG or is off by a constant factor (time_limit.py stops an
+answer that hangs).
 
 Each probe returns None (nothing found) or the problem with its fix, in a few words.
 
     result_kind_problem   a NumPy array, a Python int or float, a float64 tensor, the wrong device
     snapshot / changed    inputs changed in place (x_0.mul_(...), +=, x[...] = ...)
-    call_with_limit       the answer stopped after a time limit (TIME_LIMIT seconds)
     rng_hint              the result changes with the global random state
     factor_problem        got = c * expected everywhere (or per item): c named, with what it means
 """
 
-import signal
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
-TIME_LIMIT = 30.0  # seconds one call of a learner's function may take before the check stops it
 SD_SCALE_FACTOR = 0.18215  # Stable Diffusion's scale factor: learners copy it from papers
 FACTOR_RTOL = 1e-3  # a factor "matches" a meaningful number within this relative distance
-
-
-class TimeLimitExceeded(BaseException):
-    """Raised into an answer that ran past its time limit (a BaseException: a learner's own
-    `except Exception` does not swallow it)."""
-
-
-# ---- the time limit ----
-
-
-def call_with_limit(fn: Callable, kwargs: dict, seconds: float | None) -> Any:
-    """fn(**kwargs), stopped with TimeLimitExceeded after `seconds` (None: no limit).
-
-    On the main thread of a Unix process (a notebook's kernel) a timer signal interrupts the answer
-    between two Python operations; elsewhere the answer runs in a daemon thread that is abandoned
-    (it cannot be stopped from outside) when it overruns."""
-    if seconds is None:
-        return fn(**kwargs)
-    if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
-        return _call_with_alarm(fn, kwargs, seconds)
-    return _call_in_thread(fn, kwargs, seconds)
-
-
-def _call_with_alarm(fn: Callable, kwargs: dict, seconds: float) -> Any:
-    def stop(signum, frame):
-        raise TimeLimitExceeded(seconds)
-
-    start = time.monotonic()
-    previous = signal.signal(signal.SIGALRM, stop)
-    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # outer: another timer's time left
-    try:
-        return fn(**kwargs)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        if outer > 0:  # give an enclosing timer (e.g. a test's timeout) back what is left of it
-            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - start), 1e-3))
-
-
-def _call_in_thread(fn: Callable, kwargs: dict, seconds: float) -> Any:
-    box: dict[str, Any] = {}
-
-    def run():
-        try:
-            box["value"] = fn(**kwargs)
-        except BaseException as err:  # handed back to the caller's thread
-            box["error"] = err
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        raise TimeLimitExceeded(seconds)
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-def time_limit_message(seconds: float) -> str:
-    return (
-        f"stopped after {seconds:g} s (the check's time limit): an endless loop? (a while loop "
-        "whose condition never changes, or far more steps than the exercise asks for)"
-    )
 
 
 # ---- what the answer returned ----

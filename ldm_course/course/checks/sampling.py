@@ -13,7 +13,8 @@ from ldm_course.course.checks.core import (
     evaluate,
 )
 from ldm_course.course.checks.models import check_device, exact_convolutions, tiny_ldm
-from ldm_course.course.checks.probes import SD_SCALE_FACTOR, TIME_LIMIT
+from ldm_course.course.checks.probes import SD_SCALE_FACTOR
+from ldm_course.course.checks.time_limit import TIME_LIMIT
 from ldm_course.diffusion import guided_eps
 from ldm_course.latents import slerp
 from ldm_course.samplers import ddim_sample, ddim_step, ddim_timesteps, previous_timesteps
