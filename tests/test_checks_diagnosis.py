@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ldm_course.course import checks
-from ldm_course.course.checks.models import check_device
+from ldm_course.course.checks.models import check_device, exact_convolutions
 from ldm_course.samplers import ddim_step, ddim_timesteps, previous_timesteps
 
 
@@ -290,6 +290,12 @@ def test_the_rng_probe_leaves_the_global_stream_as_it_was():
             lambda features: 3.7 * checks.reference_normalize_channels(features),
             "3.7 times the expected one everywhere: a constant missing, or one too many",
         ),
+        (  # the loss summed: 6 * 4 * 4 * 4 values
+            "check_training_step",
+            step(loss_fn=lambda a, b: F.mse_loss(a, b, reduction="sum")),
+            "384 times the expected one everywhere: a sum where a mean belongs (384 values in "
+            "`mean`)",
+        ),
         (
             "check_cfg",
             lambda eps_cond, eps_uncond, guidance_scale: (
@@ -311,8 +317,30 @@ def slerp_without_sin(z_0, z_1, alpha):
     return torch.sin((1 - alpha) * theta) * z_0 + torch.sin(alpha * theta) * z_1
 
 
+@pytest.mark.parametrize("how", ["sum", "mean"])
+def test_one_number_where_one_per_item_belongs_is_named(how):
+    text = message(
+        "check_kl", lambda mean, logvar: getattr(checks.reference_kl(mean, logvar), how)()
+    )
+    assert f"the result is one number, the {how} of the 4 expected values" in text, text
+    assert "shape (4,)" in text
+
+
+def test_a_half_precision_result_is_named():
+    text = message(
+        "check_q_sample",
+        lambda x_0, t, noise, alpha_bar: checks.reference_q_sample(x_0, t, noise, alpha_bar).half(),
+    )
+    assert "dtype torch.float16, expected torch.float32 like the inputs: cast back" in text, text
+
+
 def test_a_factor_per_item_is_named():
-    text = message("check_slerp", slerp_without_sin)
+    text = message(
+        "check_slerp",
+        lambda z_0, z_1, alpha: (
+            checks.reference_slerp(z_0, z_1, alpha) * z_0.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        ),
+    )
     assert "each item of the result is off by its own constant factor" in text, text
     assert "sin(theta)" in text
     text = message(
@@ -368,12 +396,13 @@ def test_the_time_limit_works_off_the_main_thread_and_keeps_an_outer_timer():
     out = {}
 
     def run():
+        out["passed"] = checks.check_slerp(checks.reference_slerp, quiet=True).passed
         out["text"] = message("check_slerp", lambda z_0, z_1, alpha: time.sleep(2), time_limit=0.3)
 
     worker = threading.Thread(target=run)
     worker.start()
     worker.join(20)
-    assert "stopped after 0.3 s" in out["text"]
+    assert out["passed"] and "stopped after 0.3 s" in out["text"]
 
     previous = signal.signal(signal.SIGALRM, lambda *a: None)
     signal.setitimer(signal.ITIMER_REAL, 100.0)  # e.g. a test runner's own timeout
@@ -392,8 +421,8 @@ def test_the_time_limit_works_off_the_main_thread_and_keeps_an_outer_timer():
 @pytest.mark.parametrize(
     "check, answer",
     [
-        ("check_training_step", step(z0_fn=lambda z: z / 0.7)),  # divided by the scale factor
-        ("check_training_step", step(t_high=-1)),  # t from randint(0, T - 1)
+        ("check_training_step", step(loss_fn=F.l1_loss)),
+        ("check_training_step", step(loss_fn=lambda a, b: 1.5 * F.mse_loss(a, b))),
         ("check_hinge_d_loss", lambda logits_real, logits_fake: logits_fake.mean() + 2.0),
         ("check_hinge_d_loss", lambda logits_real, logits_fake: torch.tensor(float("nan"))),
         ("check_scale_factor", lambda latents: float("inf")),
@@ -425,6 +454,38 @@ def test_the_default_device_is_the_gpu_when_there_is_one(monkeypatch):
     assert check_device() == torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert check_device() == torch.device("cpu")
+
+
+def test_on_a_gpu_the_build_checks_turn_tf32_off_and_back_on():
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = True  # PyTorch's default for convolutions
+    try:
+        with exact_convolutions(torch.device("cuda")):  # flags only: no GPU needed
+            assert not torch.backends.cudnn.allow_tf32
+            assert not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32
+        with exact_convolutions(torch.device("cpu")):
+            assert torch.backends.cudnn.allow_tf32  # nothing changes on the CPU
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_the_vae_loss_check_puts_its_tensors_on_the_device():
+    seen = set()
+
+    def spy(x, recon, posterior, *, lpips, perceptual_weight, kl_weight):
+        seen.update({x.device, recon.device, posterior.mean.device})
+        return vae_loss()(
+            x,
+            recon,
+            posterior,
+            lpips=lpips,
+            perceptual_weight=perceptual_weight,
+            kl_weight=kl_weight,
+        )
+
+    assert checks.check_vae_loss(spy, device="cpu", quiet=True).passed
+    assert seen == {torch.device("cpu")}
 
 
 def test_tensors_on_two_devices_are_named():
@@ -494,3 +555,51 @@ def test_on_a_gpu_a_missing_to_device_fails_in_the_build_checks():
 def test_correct_answers_pass_with_the_notebooks_message(check, answer, shown, capsys):
     assert getattr(checks, check)(answer).passed
     assert capsys.readouterr().out == shown + "\n"
+
+
+# ---- the wrong answers the issue saw, now in the tables ----
+
+
+@torch.no_grad()
+def loop(*, guided=True, skip_last=False):
+    def fn(model, y, z_T, *, steps, guidance_scale):
+        timesteps = ddim_timesteps(model.schedule.num_steps, steps)
+        null, z = torch.full_like(y, model.unet.cfg.num_classes), z_T
+        pairs = list(zip(timesteps.tolist(), previous_timesteps(timesteps).tolist(), strict=True))
+        for t, t_prev in pairs[:-1] if skip_last else pairs:
+            t_batch = torch.full((len(y),), t, device=z.device)
+            eps = model.unet(z, t_batch, y)
+            if guided:
+                u = model.unet(z, t_batch, null)
+                eps = u + guidance_scale * (eps - u)
+            z = ddim_step(z, eps, t, t_prev, model.schedule)
+        return model.decode(z).clamp(-1, 1)
+
+    return fn
+
+
+@pytest.mark.parametrize(
+    "check, answer, named",
+    [
+        (
+            "check_training_step",
+            step(z0_fn=lambda z: z / 0.7),  # tiny_ldm's scale factor
+            "a division by the scale factor",
+        ),
+        ("check_training_step", step(t_high=-1), "t drawn from 0..T-2"),
+        ("check_sampling_loop", loop(guided=False), "no guidance"),
+        ("check_sampling_loop", loop(skip_last=True), "the last step skipped"),
+        ("check_slerp", slerp_without_sin, "the division by sin(theta) left out"),
+        (
+            "check_training_step",
+            step(z0_fn=lambda z: 0.18215 * z),
+            "Stable Diffusion's 0.18215 instead of model.scale_factor",
+        ),
+    ],
+)
+def test_the_wrong_answers_seen_in_notebooks_are_named(check, answer, named):
+    assert f"looks like {named}:" in message(check, answer)
+
+
+def test_the_right_loop_passes():
+    assert checks.check_sampling_loop(loop(), quiet=True).passed

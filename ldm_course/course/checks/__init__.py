@@ -15,7 +15,8 @@ stopped after time_limit seconds (TIME_LIMIT, 30 s, unless a check is given anot
     04 diffusion.py   check_q_sample, check_ddim_step, check_training_step
     05 sampling.py    check_cfg, check_slerp, check_sampling_loop
     core.py           CheckResult, Misconception, check_function (comparison and reporting)
-    probes.py         what a check looks at besides the values (type, in place, RNG, factor, time)
+    probes.py         what a check looks at besides the values (type, in place, RNG, factor)
+    time_limit.py     TIME_LIMIT: an answer that runs longer is stopped with a message
     models.py         tiny_ldm, the small random model of the build checks
 """
 
@@ -51,7 +52,6 @@ from ldm_course.course.checks.perceptual import (
     reference_lpips_distance,
     reference_normalize_channels,
 )
-from ldm_course.course.checks.probes import TIME_LIMIT
 from ldm_course.course.checks.sampling import (
     CFG_MISCONCEPTIONS,
     SAMPLING_MISCONCEPTIONS,
@@ -63,6 +63,7 @@ from ldm_course.course.checks.sampling import (
     reference_sampling_loop,
     reference_slerp,
 )
+from ldm_course.course.checks.time_limit import TIME_LIMIT
 from ldm_course.course.checks.vae import (
     KL_MISCONCEPTIONS,
     REPARAMETERIZE_MISCONCEPTIONS,

@@ -18,15 +18,17 @@ from typing import Any
 import torch
 
 from ldm_course.course.checks.probes import (
-    TIME_LIMIT,
-    TimeLimitExceeded,
-    call_with_limit,
     changed_inputs_problem,
     device_error_hint,
     factor_problem,
     result_kind_problem,
     rng_hint,
     snapshot,
+)
+from ldm_course.course.checks.time_limit import (
+    TIME_LIMIT,
+    TimeLimitExceeded,
+    call_with_limit,
     time_limit_message,
 )
 

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from ldm_course.course.checks.core import CheckResult, Misconception, case_index, check_function
-from ldm_course.course.checks.models import check_device, tiny_ldm
-from ldm_course.course.checks.probes import TIME_LIMIT
+from ldm_course.course.checks.models import check_device, exact_convolutions, tiny_ldm
+from ldm_course.course.checks.probes import SD_SCALE_FACTOR
+from ldm_course.course.checks.time_limit import TIME_LIMIT
 from ldm_course.samplers import ddim_step
 from ldm_course.schedules import NoiseSchedule, make_schedule, q_sample
 
@@ -212,21 +213,30 @@ def _wrong_step(
     dropout="drop",
     null=None,
     t_from=0,
+    t_last=True,
     target="noise",
 ) -> Callable:
-    """A training step built like the reference with one piece replaced."""
+    """A training step built like the reference with one piece replaced (scale: True, False,
+    "divide" or "sd", Stable Diffusion's constant; t_last=False: t never reaches T - 1)."""
 
     def fn(model, mean, std, y, *, generator, cond_drop_prob):
         b, num_steps = mean.shape[0], model.schedule.num_steps
         draw = {
             "eps_z": lambda: torch.randn(mean.shape, generator=generator),
-            "t": lambda: torch.randint(t_from, num_steps + t_from, (b,), generator=generator),
+            "t": lambda: torch.randint(
+                t_from, num_steps + t_from - (0 if t_last else 1), (b,), generator=generator
+            ),
             "noise": lambda: torch.randn(mean.shape, generator=generator),
             "drop": lambda: torch.rand(b, generator=generator) < cond_drop_prob,
         }
         d = {name: draw[name]() for name in order}
         z = mean + std * d["eps_z"] if sample else mean  # (B, C, h, w)
-        z_0 = z * model.scale_factor if scale else z
+        z_0 = {
+            True: z * model.scale_factor,
+            False: z,
+            "divide": z / model.scale_factor,
+            "sd": z * SD_SCALE_FACTOR,
+        }[scale]
         if dropout != "none":
             drop = d["drop"] if dropout == "drop" else ~d["drop"]  # (B,)
             null_class = model.unet.cfg.num_classes if null is None else null
@@ -246,6 +256,16 @@ TRAINING_STEP_MISCONCEPTIONS = (
         "the scale factor forgotten",
         f"the U-Net learns scaled latents z_0 = scale_factor * (mean + std * eps_z): {SEE_STEP}",
         _wrong_step(scale=False),
+    ),
+    Misconception(
+        "a division by the scale factor",
+        f"the scale factor multiplies: z_0 = scale_factor * (mean + std * eps_z) (decoding divides by it): {SEE_STEP}",
+        _wrong_step(scale="divide"),
+    ),
+    Misconception(
+        "Stable Diffusion's 0.18215 instead of model.scale_factor",
+        f"0.18215 belongs to Stable Diffusion's VAE; each model measures its own: z_0 = model.scale_factor * (mean + std * eps_z): {SEE_STEP}",
+        _wrong_step(scale="sd"),
     ),
     Misconception(
         "the posterior mean instead of a sample",
@@ -274,6 +294,11 @@ TRAINING_STEP_MISCONCEPTIONS = (
         "t drawn from 1..T",
         f"timesteps are 0, ..., T-1: torch.randint(0, T, (B,), generator=generator): {SEE_STEP}",
         _wrong_step(t_from=1),
+    ),
+    Misconception(
+        "t drawn from 0..T-2",
+        f"torch.randint's upper bound is excluded: randint(0, T) gives 0, ..., T-1; randint(0, T - 1) never trains t = T-1: {SEE_STEP}",
+        _wrong_step(t_last=False),
     ),
     Misconception(
         "the loss against z_0 instead of the noise",
@@ -321,7 +346,7 @@ def check_training_step(
     unet(q_sample(z_0, t, noise), t, y)). Cases with cond_drop_prob 0, 0.5 and 1.
     device: where the model runs (default: the GPU when there is one, as in the notebook); the
     batch and the generator stay on the CPU, as train_ldm hands them over."""
-    model = tiny_ldm(device=check_device(device))
+    model = tiny_ldm(device=check_device(device))  # weights drawn on the CPU, then moved
 
     def inputs(gen):
         case = case_index(gen)
@@ -335,14 +360,15 @@ def check_training_step(
             "cond_drop_prob": TRAINING_STEP_CASES[case],
         }
 
-    return check_function(
-        "training_step",
-        fn,
-        reference_training_step,
-        inputs,
-        cases=len(TRAINING_STEP_CASES),
-        quiet=quiet,
-        time_limit=time_limit,
-        misconceptions=TRAINING_STEP_MISCONCEPTIONS,
-        verify=_trains_the_unet,
-    )
+    with exact_convolutions(model.device):
+        return check_function(
+            "training_step",
+            fn,
+            reference_training_step,
+            inputs,
+            cases=len(TRAINING_STEP_CASES),
+            quiet=quiet,
+            time_limit=time_limit,
+            misconceptions=TRAINING_STEP_MISCONCEPTIONS,
+            verify=_trains_the_unet,
+        )

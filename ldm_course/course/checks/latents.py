@@ -5,7 +5,7 @@ from collections.abc import Callable
 import torch
 
 from ldm_course.course.checks.core import CheckResult, Misconception, case_index, check_function
-from ldm_course.course.checks.probes import TIME_LIMIT
+from ldm_course.course.checks.time_limit import TIME_LIMIT
 from ldm_course.schedules import make_schedule
 
 # ---- the scale factor ----

@@ -1,5 +1,8 @@
 """The small random model the build checks of notebooks 04 and 05 run the learner's code on."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from ldm_course.config import UNetConfig, VAEConfig
@@ -17,6 +20,22 @@ def check_device(device: torch.device | str | None = None) -> torch.device:
     if device is not None:
         return torch.device(device)
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+@contextmanager
+def exact_convolutions(device: torch.device) -> Iterator[None]:
+    """On a CUDA GPU, TF32 off for convolutions and matmuls while a build check runs (cuDNN uses
+    TF32 for convolutions by default): the tiny model's large weights would turn TF32's rounding
+    into differences beyond the check's tolerance between two correct answers. Restored after."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def tiny_ldm(num_classes: int = 3, device: torch.device | str = "cpu") -> LatentDiffusion:

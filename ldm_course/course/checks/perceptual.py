@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ldm_course.course.checks.core import CheckResult, Misconception, check_function
-from ldm_course.course.checks.probes import TIME_LIMIT
+from ldm_course.course.checks.time_limit import TIME_LIMIT
 from ldm_course.discriminator import hinge_d_loss
 from ldm_course.perceptual import normalize_channels
 

@@ -1,90 +1,23 @@
 """What a check looks at in a learner's answer besides its values: what it returned (type, dtype,
-device), whether it changed its inputs, whether it hangs, and, when it is wrong and no listed
-misconception matches, whether it depends on the global RNG or is off by a constant factor.
+device), whether it changed its inputs, and, when it is wrong and no listed misconception matches,
+whether it depends on the global RNG or is off by a constant factor (time_limit.py stops an
+answer that hangs).
 
 Each probe returns None (nothing found) or the problem with its fix, in a few words.
 
     result_kind_problem   a NumPy array, a Python int or float, a float64 tensor, the wrong device
     snapshot / changed    inputs changed in place (x_0.mul_(...), +=, x[...] = ...)
-    call_with_limit       the answer stopped after a time limit (TIME_LIMIT seconds)
     rng_hint              the result changes with the global random state
     factor_problem        got = c * expected everywhere (or per item): c named, with what it means
 """
 
-import signal
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
-TIME_LIMIT = 30.0  # seconds one call of a learner's function may take before the check stops it
 SD_SCALE_FACTOR = 0.18215  # Stable Diffusion's scale factor: learners copy it from papers
 FACTOR_RTOL = 1e-3  # a factor "matches" a meaningful number within this relative distance
-
-
-class TimeLimitExceeded(BaseException):
-    """Raised into an answer that ran past its time limit (a BaseException: a learner's own
-    `except Exception` does not swallow it)."""
-
-
-# ---- the time limit ----
-
-
-def call_with_limit(fn: Callable, kwargs: dict, seconds: float | None) -> Any:
-    """fn(**kwargs), stopped with TimeLimitExceeded after `seconds` (None: no limit).
-
-    On the main thread of a Unix process (a notebook's kernel) a timer signal interrupts the answer
-    between two Python operations; elsewhere the answer runs in a daemon thread that is abandoned
-    (it cannot be stopped from outside) when it overruns."""
-    if seconds is None:
-        return fn(**kwargs)
-    if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
-        return _call_with_alarm(fn, kwargs, seconds)
-    return _call_in_thread(fn, kwargs, seconds)
-
-
-def _call_with_alarm(fn: Callable, kwargs: dict, seconds: float) -> Any:
-    def stop(signum, frame):
-        raise TimeLimitExceeded(seconds)
-
-    start = time.monotonic()
-    previous = signal.signal(signal.SIGALRM, stop)
-    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # outer: another timer's time left
-    try:
-        return fn(**kwargs)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        if outer > 0:  # give an enclosing timer (e.g. a test's timeout) back what is left of it
-            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - start), 1e-3))
-
-
-def _call_in_thread(fn: Callable, kwargs: dict, seconds: float) -> Any:
-    box: dict[str, Any] = {}
-
-    def run():
-        try:
-            box["value"] = fn(**kwargs)
-        except BaseException as err:  # handed back to the caller's thread
-            box["error"] = err
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        raise TimeLimitExceeded(seconds)
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-def time_limit_message(seconds: float) -> str:
-    return (
-        f"stopped after {seconds:g} s (the check's time limit): an endless loop? (a while loop "
-        "whose condition never changes, or far more steps than the exercise asks for)"
-    )
 
 
 # ---- what the answer returned ----
@@ -135,10 +68,14 @@ def result_kind_problem(got: Any, expected: Any, *, number_ok: bool = False) -> 
             "belong (// or .long()?)"
         )
     if expected.dtype == torch.float32 and got.dtype != torch.float32 and not number_ok:
+        why = (
+            "a float64 tensor (alpha_bar is one) mixed in without .to(x.dtype), or .double()?"
+            if got.dtype == torch.float64
+            else "cast back with .to(x.dtype)."
+        )
         return (
-            f"dtype {got.dtype}, expected {expected.dtype} like the inputs: a float64 tensor "
-            "(alpha_bar is one) mixed in without .to(x.dtype), or .double()? The package's next "
-            "steps need float32"
+            f"dtype {got.dtype}, expected {expected.dtype} like the inputs: {why} The package's "
+            "next steps need float32"
         )
     return None
 
@@ -324,6 +261,17 @@ def _as_tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
+def _reduced_over_the_batch(g: torch.Tensor, e: torch.Tensor) -> str | None:
+    """One number where one per item belongs: is it their sum or their mean?"""
+    for how, value in (("sum", e.sum()), ("mean", e.mean())):
+        if (g - value).abs() <= 1e-5 + 1e-4 * value.abs():
+            return (
+                f"is one number, the {how} of the {e.numel()} expected values: return one value "
+                f"per item, shape {tuple(e.shape)} (reduce over the other dimensions only)"
+            )
+    return None
+
+
 def factor_problem(got: Any, expected: Any, inputs: dict) -> str | None:
     """When a part of the result (the first such part: the result itself, an item of a tuple, an
     entry of a dict) is the reference times one constant c, or each item times its own constant:
@@ -331,7 +279,13 @@ def factor_problem(got: Any, expected: Any, inputs: dict) -> str | None:
     meanings = _meanings(inputs)
     for label, g, e in _parts(got, expected):
         g_t, e_t = _as_tensor(g), _as_tensor(e)
-        if g_t is None or e_t is None or g_t.shape != e_t.shape or not g_t.isfinite().all():
+        if g_t is None or e_t is None or not g_t.isfinite().all():
+            continue
+        if g_t.numel() == 1 and e_t.numel() > 1 and e_t.isfinite().all():
+            reduced = _reduced_over_the_batch(g_t.flatten()[0], e_t)
+            if reduced:
+                return f"{label} {reduced}"
+        if g_t.shape != e_t.shape:
             continue
         if torch.allclose(g_t, e_t, rtol=1e-4, atol=1e-5):
             continue  # this part is right; look at the next

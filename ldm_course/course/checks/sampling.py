@@ -12,8 +12,9 @@ from ldm_course.course.checks.core import (
     check_function,
     evaluate,
 )
-from ldm_course.course.checks.models import check_device, tiny_ldm
-from ldm_course.course.checks.probes import TIME_LIMIT
+from ldm_course.course.checks.models import check_device, exact_convolutions, tiny_ldm
+from ldm_course.course.checks.probes import SD_SCALE_FACTOR
+from ldm_course.course.checks.time_limit import TIME_LIMIT
 from ldm_course.diffusion import guided_eps
 from ldm_course.latents import slerp
 from ldm_course.samplers import ddim_sample, ddim_step, ddim_timesteps, previous_timesteps
@@ -92,11 +93,23 @@ def _normalised_slerp(z_0, z_1, alpha):
     return z / z.flatten(1).norm(dim=1).view(-1, *[1] * (z.ndim - 1))
 
 
+def _slerp_without_sin(z_0, z_1, alpha):
+    a, b = z_0.flatten(1), z_1.flatten(1)  # (B, D)
+    cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))  # (B,)
+    theta = cos.clamp(-1, 1).acos().view(-1, *[1] * (z_0.ndim - 1))  # (B, 1, ...)
+    return torch.sin((1 - alpha) * theta) * z_0 + torch.sin(alpha * theta) * z_1
+
+
 SLERP_MISCONCEPTIONS = (
     Misconception(
         "linear interpolation",
         f"(1 - a) z_0 + a z_1 shrinks the norm midway; slerp weighs by sin((1 - a) theta) / sin(theta) and sin(a theta) / sin(theta): {SEE_SLERP}",
         lambda z_0, z_1, alpha: (1 - alpha) * z_0 + alpha * z_1,
+    ),
+    Misconception(
+        "the division by sin(theta) left out",
+        f"each weight is divided by sin(theta): sin((1 - a) theta) / sin(theta) and sin(a theta) / sin(theta): {SEE_SLERP}",
+        _slerp_without_sin,
     ),
     Misconception(
         "normalised outputs",
@@ -163,7 +176,8 @@ def reference_sampling_loop(model, y, z_T, *, steps, guidance_scale):
 def _loop(
     *, combine=reference_cfg, ascending=False, eps_at="t", decode="scaled", clamp=True, final="one"
 ) -> Callable:
-    """The sampling loop written out (two U-Net calls per step), optionally with one piece wrong."""
+    """The sampling loop written out (two U-Net calls per step), optionally with one piece wrong
+    (final: "one", the step to alpha_bar = 1; "wrapped", to alpha_bar[-1]; "skipped", none)."""
 
     @torch.no_grad()
     def fn(model, y, z_T, *, steps, guidance_scale):
@@ -171,18 +185,23 @@ def _loop(
         timesteps = timesteps.flip(0) if ascending else timesteps
         null = torch.full_like(y, model.unet.cfg.num_classes)  # (B,)
         alpha_bar, z = model.schedule.alpha_bar, z_T
-        for t, t_prev in zip(
-            timesteps.tolist(), previous_timesteps(timesteps).tolist(), strict=True
-        ):
+        steps_taken = list(
+            zip(timesteps.tolist(), previous_timesteps(timesteps).tolist(), strict=True)
+        )
+        for t, t_prev in steps_taken[:-1] if final == "skipped" else steps_taken:
             at = torch.full((len(y),), t if eps_at == "t" else t_prev, device=z.device)  # (B,)
             eps = combine(model.unet(z, at, y), model.unet(z, at, null), guidance_scale)
-            if final == "one":
+            if final != "wrapped":
                 z = ddim_step(z, eps, t, t_prev, model.schedule)
             else:  # a hand-rolled step with alpha_bar[t_prev], which wraps at t_prev = -1
                 a_t, a_prev = float(alpha_bar[t]), float(alpha_bar[t_prev])
                 pred_x0 = (z - (1 - a_t) ** 0.5 * eps) / a_t**0.5
                 z = a_prev**0.5 * pred_x0 + (1 - a_prev) ** 0.5 * eps
-        images = model.decode(z) if decode == "scaled" else model.vae.decode(z)
+        images = {
+            "scaled": lambda: model.decode(z),
+            "unscaled": lambda: model.vae.decode(z),
+            "sd": lambda: model.vae.decode(z / SD_SCALE_FACTOR),
+        }[decode]()
         return images.clamp(-1, 1) if clamp else images
 
     return fn
@@ -224,9 +243,24 @@ SAMPLING_MISCONCEPTIONS = (
         _loop(combine=lambda c, u, w: reference_cfg(u, c, w)),
     ),
     Misconception(
+        "no guidance",
+        f"the conditional prediction alone ignores guidance_scale; eps = eps_uncond + w (eps_cond - eps_uncond), with eps_uncond from the null class: {SEE_LOOP}",
+        _loop(combine=lambda c, u, w: c),
+    ),
+    Misconception(
+        "the last step skipped",
+        f"zip(timesteps, previous_timesteps(timesteps)) ends with the step to t_prev = -1 (alpha_bar = 1): run every pair: {SEE_LOOP}",
+        _loop(final="skipped"),
+    ),
+    Misconception(
         "decoding without dividing by the scale factor",
         f"the U-Net works on scaled latents: decode with model.decode(z_0), which divides by model.scale_factor: {SEE_LOOP}",
         _loop(decode="unscaled"),
+    ),
+    Misconception(
+        "Stable Diffusion's 0.18215 instead of model.scale_factor",
+        f"0.18215 belongs to Stable Diffusion's VAE; model.decode(z_0) divides by this model's own model.scale_factor: {SEE_LOOP}",
+        _loop(decode="sd"),
     ),
     Misconception(
         "no clamp",
@@ -274,15 +308,16 @@ def check_sampling_loop(
             "guidance_scale": guidance_scale,
         }
 
-    return check_function(
-        "sampling_loop",
-        fn,
-        reference,
-        inputs,
-        cases=len(SAMPLING_CASES),
-        atol=1e-4,
-        rtol=1e-3,
-        quiet=quiet,
-        time_limit=time_limit,
-        misconceptions=SAMPLING_MISCONCEPTIONS,
-    )
+    with exact_convolutions(model.device):
+        return check_function(
+            "sampling_loop",
+            fn,
+            reference,
+            inputs,
+            cases=len(SAMPLING_CASES),
+            atol=1e-4,
+            rtol=1e-3,
+            quiet=quiet,
+            time_limit=time_limit,
+            misconceptions=SAMPLING_MISCONCEPTIONS,
+        )

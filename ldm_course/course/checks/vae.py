@@ -13,7 +13,7 @@ from ldm_course.course.checks.core import (
     keep_rng,
 )
 from ldm_course.course.checks.models import check_device
-from ldm_course.course.checks.probes import TIME_LIMIT
+from ldm_course.course.checks.time_limit import TIME_LIMIT
 from ldm_course.perceptual import LPIPS
 from ldm_course.vae import DiagonalGaussian, vae_loss
 
