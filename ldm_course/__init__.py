@@ -21,17 +21,19 @@ the notebooks teach them:
       diffusion.py    LatentDiffusion: VAE + U-Net + schedule, loss, guidance
     05 end to end
       metrics.py      PSNR, SSIM, Frechet distance, nearest neighbours
+      judge.py        the recognisability score: a classifier of real images judges the samples
       pretrained.py   the shipped checkpoints: load_vae(), load_ldm()
 
 The rooms around it:
 
     training/   the loop shared by both models (train.py), train_vae.py, train_ldm.py, and
-                evaluate.py (`ldm-course evaluate`: the numbers of the model cards)
+                evaluate.py (`ldm-course evaluate`: the numbers of the model cards),
+                train_judge.py (the recognisability judges)
     course/     what the notebooks need besides the math: checks/ (exercise checks, one file per
                 notebook), live.py (what the notebooks train live), viz.py (figures), replay.py,
                 editions.py and publish.py (solved -> learner notebooks, the setup cell)
-    infra/      plumbing: checkpoint.py, run_folder.py, limits.py, precision.py, device.py,
-                distributed.py, image_files.py
+    infra/      plumbing: checkpoint.py, run_folder.py, run_lock.py, stops.py, limits.py,
+                precision.py, device.py, distributed.py, image_files.py
     cli/        the `ldm-course` command
     bench/      benchmarks and comparisons: the lab, not the course
     assets/     the dataset and the shipped checkpoints
