@@ -31,8 +31,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
-
 # Console errors that a healthy run shows, each with why it is harmless; any other error fails.
 EXPECTED_CONSOLE_ERRORS: dict[str, str] = {
     r"ERR_UNKNOWN_URL_SCHEME \(attachment:": "JupyterLab renders a markdown image as "
@@ -194,6 +192,8 @@ def main() -> None:
         sys.exit(
             f"{args.notebook} is not a notebook file; pass e.g. notebooks/03_latent_scaling.ipynb"
         )
+
+    from playwright.sync_api import sync_playwright  # here: the helpers above import without it
 
     root = Path(tempfile.mkdtemp(prefix="lab-check-"))
     settings = lab_settings(Path(tempfile.mkdtemp(prefix="lab-settings-")))
