@@ -139,7 +139,8 @@ def check_ref(checkout: Path, repository: str, ref: str, paths: list[str]) -> No
     exists already (it was made before the stamp, so its setup cells are not stamped with it) or a
     commit hash; an existing tag whose notebooks do not hold the setup cell stamped with it. Allowed:
     a tag that does not exist yet (made after the stamp commit), or one that holds the stamped cells
-    (stamping again). Outside a git checkout nothing can be checked."""
+    (stamping again); a branch name (it holds the stamp once pushed, but follows the branch: not
+    pinned). Outside a git checkout nothing can be checked."""
 
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True)

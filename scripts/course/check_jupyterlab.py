@@ -6,7 +6,9 @@ Needs a Chromium and the `playwright` Python package (its browser download is no
 
     apt-get install chromium && python -m venv /tmp/pw && /tmp/pw/bin/pip install playwright
     /tmp/pw/bin/python scripts/course/check_jupyterlab.py notebooks/03_latent_scaling.ipynb \
-        --jupyter .venv/bin/jupyter --chromium /usr/bin/chromium
+        --jupyter .venv/bin/jupyter --chromium /usr/bin/chromium --expect-slider
+    /tmp/pw/bin/python scripts/course/check_jupyterlab.py notebooks/04_latent_diffusion.ipynb \
+        --jupyter .venv/bin/jupyter --chromium /usr/bin/chromium --expect-progress
 
 The notebook is copied to a temporary folder first, so JupyterLab's autosave cannot touch the
 committed outputs. JupyterLab runs with its own settings folder, where the notebook's windowing
@@ -185,7 +187,9 @@ def main() -> None:
     p.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
     p.add_argument("--timeout", type=float, default=900, help="seconds for all cells to run")
     p.add_argument("--expect-progress", action="store_true", help="the notebook draws tqdm bars")
-    p.add_argument("--expect-slider", action="store_true", help="drag the first slider (03)")
+    p.add_argument(
+        "--expect-slider", action="store_true", help="move the first slider from the keyboard (03)"
+    )
     p.add_argument("--screenshot", type=Path, help="save a screenshot of the slider and its figure")
     args = p.parse_args()
     if not args.notebook.is_file():
