@@ -146,8 +146,14 @@ def test_the_checked_out_commit_as_ref_is_refused_before_writing(tmp_path, capsy
         assert editions_on(root) == 2
         message = capsys.readouterr().err
         assert f"the ref {ref!r} is a commit" in message and PUBLISH_ORDER in message
+        assert ("is a commit hash:" in message) == (ref == "0123abcd")  # unknown: its form tells
         assert message.count("\n") == 1  # one line
         assert unchanged(root)
+
+
+def test_a_new_tag_named_by_digits_is_not_taken_for_a_commit(tmp_path):
+    root = committed_copy(tmp_path, {"repository": REPO, "ref": "20261207"})
+    assert editions_on(root) == 0
 
 
 def test_a_tag_made_before_the_stamp_is_refused_and_one_after_is_accepted(tmp_path, capsys):

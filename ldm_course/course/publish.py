@@ -139,7 +139,8 @@ def check_ref(checkout: Path, repository: str, ref: str, paths: list[str]) -> No
     exists already (it was made before the stamp, so its setup cells are not stamped with it) or a
     commit hash; an existing tag whose notebooks do not hold the setup cell stamped with it. Allowed:
     a tag that does not exist yet (made after the stamp commit), or one that holds the stamped cells
-    (stamping again). Outside a git checkout nothing can be checked."""
+    (stamping again); a branch name (it holds the stamp once pushed, but follows the branch: not
+    pinned). Outside a git checkout nothing can be checked."""
 
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True)
@@ -163,9 +164,11 @@ def check_ref(checkout: Path, repository: str, ref: str, paths: list[str]) -> No
         return
     is_commit = git("rev-parse", "--verify", "-q", f"{ref}^{{commit}}").returncode == 0
     is_branch = git("rev-parse", "--verify", "-q", f"refs/heads/{ref}").returncode == 0
-    if (is_commit and not is_branch) or re.fullmatch(r"[0-9a-fA-F]{7,40}", ref):
+    # an unknown hash-like ref with a letter in it: a commit from elsewhere, or one not made yet
+    looks_like_hash = re.fullmatch(r"[0-9a-f]{7,40}", ref) and re.search(r"[a-f]", ref)
+    if (is_commit and not is_branch) or looks_like_hash:
         raise ValueError(
-            f"the ref {ref!r} is a commit: a commit made before the stamp cannot hold the stamped "
-            "notebooks, and a later commit's hash is not known before it is made. Put a new tag name "
-            "in course.json instead; " + PUBLISH_ORDER
+            f"the ref {ref!r} is a commit{'' if is_commit else ' hash'}: a commit made before the "
+            "stamp cannot hold the stamped notebooks, and a later commit's hash is not known before "
+            "it is made. Put a new tag name in course.json instead; " + PUBLISH_ORDER
         )

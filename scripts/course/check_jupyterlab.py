@@ -6,7 +6,9 @@ Needs a Chromium and the `playwright` Python package (its browser download is no
 
     apt-get install chromium && python -m venv /tmp/pw && /tmp/pw/bin/pip install playwright
     /tmp/pw/bin/python scripts/course/check_jupyterlab.py notebooks/03_latent_scaling.ipynb \
-        --jupyter .venv/bin/jupyter --chromium /usr/bin/chromium
+        --jupyter .venv/bin/jupyter --chromium /usr/bin/chromium --expect-slider
+    /tmp/pw/bin/python scripts/course/check_jupyterlab.py notebooks/04_latent_diffusion.ipynb \
+        --jupyter .venv/bin/jupyter --chromium /usr/bin/chromium --expect-progress
 
 The notebook is copied to a temporary folder first, so JupyterLab's autosave cannot touch the
 committed outputs. JupyterLab runs with its own settings folder, where the notebook's windowing
@@ -30,8 +32,6 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-
-from playwright.sync_api import sync_playwright
 
 # Console errors that a healthy run shows, each with why it is harmless; any other error fails.
 EXPECTED_CONSOLE_ERRORS: dict[str, str] = {
@@ -187,13 +187,17 @@ def main() -> None:
     p.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
     p.add_argument("--timeout", type=float, default=900, help="seconds for all cells to run")
     p.add_argument("--expect-progress", action="store_true", help="the notebook draws tqdm bars")
-    p.add_argument("--expect-slider", action="store_true", help="drag the first slider (03)")
+    p.add_argument(
+        "--expect-slider", action="store_true", help="move the first slider from the keyboard (03)"
+    )
     p.add_argument("--screenshot", type=Path, help="save a screenshot of the slider and its figure")
     args = p.parse_args()
     if not args.notebook.is_file():
         sys.exit(
             f"{args.notebook} is not a notebook file; pass e.g. notebooks/03_latent_scaling.ipynb"
         )
+
+    from playwright.sync_api import sync_playwright  # here: the helpers above import without it
 
     root = Path(tempfile.mkdtemp(prefix="lab-check-"))
     settings = lab_settings(Path(tempfile.mkdtemp(prefix="lab-settings-")))
