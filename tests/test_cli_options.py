@@ -143,3 +143,30 @@ def test_version_prints_the_installed_version(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"ldm-course {version('ldm-course')}"
+
+
+@pytest.mark.parametrize("command", ["train-vae", "train-ldm"])
+def test_a_run_dir_that_is_a_file_or_unwritable_is_refused_before_the_data_loads(
+    tmp_path, capsys, monkeypatch, command
+):
+    from ldm_course.cli import main as cli_main
+
+    loaded = []
+    monkeypatch.setattr(cli_main, "_data", lambda *a: loaded.append(a))
+    file = tmp_path / "run.txt"
+    file.write_text("notes")
+    assert main([command, "--device", "cpu", "--run-dir", str(file)]) == 2
+    assert f"--run-dir {file} is a file, not a folder" in one_line_error(capsys)
+    assert main([command, "--device", "cpu", "--run-dir", "/proc/run"]) == 2
+    assert "cannot write in /proc" in one_line_error(capsys)
+    assert loaded == [] and file.read_text() == "notes"
+
+
+@pytest.mark.parametrize(
+    "out, message", [("e.txt", "ending in .json"), ("/proc/e.json", "cannot write")]
+)
+def test_evaluate_checks_its_output_before_loading_anything(tmp_path, monkeypatch, out, message):
+    monkeypatch.setattr(evaluate_module, "load_ldm", lambda *a, **k: pytest.fail("loaded"))
+    out = out if out.startswith("/") else str(tmp_path / out)
+    with pytest.raises((ValueError, PermissionError), match=message):
+        evaluate_module.evaluate(out=out, num_samples=8)

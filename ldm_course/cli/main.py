@@ -40,6 +40,7 @@ def _train(args, preset, train_fn, *extra) -> None:
     from ldm_course.infra.distributed import setup_world, teardown
 
     cfg = override(preset(args.preset), args.set)
+    cli_args.check_run_dir(args.run_dir)
     world = setup_world(resolve_device(args.device))
     _, history = train_fn(
         cfg,
