@@ -101,6 +101,7 @@ class LatentDiffusion(nn.Module):
             schedule,
             float(scale_factor),
         )
+        unet.num_timesteps = schedule.num_steps  # UNet._check: 0 <= t < T
 
     @property
     def device(self) -> torch.device:

@@ -1,4 +1,5 @@
-"""Image-quality metrics on [-1, 1] images, reported on the [0, 1] scale, one value per image;
+"""Image-quality metrics on [-1, 1] images (a small overshoot is clamped, other ranges refused:
+`_to_unit`), reported on the [0, 1] scale, one value per image;
 and a Frechet distance between sets of images in the feature space of an offline network."""
 
 import math
@@ -8,10 +9,35 @@ import torch.nn.functional as F
 
 from ldm_course.perceptual import LPIPS
 
+OVERSHOOT = 2.0  # |x| up to this is a [-1, 1] image that overshoots; beyond, another range
+
 
 def _to_unit(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1], clamped (generated images may overshoot)."""
-    return ((x.detach().double() + 1) / 2).clamp(0, 1)
+    """[-1, 1] -> [0, 1] as (x + 1) / 2, clamped to [0, 1].
+
+    The clamp is for the small overshoot of raw decoder output (a notebook passes vae.decode(z)
+    as it is, slightly outside [-1, 1]): values with |x| <= OVERSHOOT are accepted and clamped.
+    Anything further out is not a [-1, 1] image (a [0, 255] image, say) and is refused, as are
+    NaN and inf, rather than clamped into a plausible-looking number."""
+    x = x.detach().double()
+    if x.numel():
+        lo, hi = torch.aminmax(x)
+        lo, hi = torch.stack([lo, hi]).tolist()  # one transfer
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(
+                "the images hold NaN or inf values (a diverged model?); pass finite images in [-1, 1]"
+            )
+        if max(-lo, hi) > OVERSHOOT:
+            hint = (
+                "looks like [0, 255]; pass images in [-1, 1] (x / 127.5 - 1)"
+                if lo >= 0 and hi <= 255
+                else "pass images in [-1, 1]"
+            )
+            raise ValueError(
+                f"the images range over [{lo:.4g}, {hi:.4g}], far outside [-1, 1] (up to "
+                f"|x| = {OVERSHOOT:g} is clamped as overshoot): {hint}"
+            )
+    return ((x + 1) / 2).clamp(0, 1)
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch
 from ldm_course.config import UNetConfig, VAEConfig, from_dict
 from ldm_course.diffusion import LatentDiffusion
 from ldm_course.infra.checkpoint import load_tensors, load_weights, save_tensors
+from ldm_course.infra.device import check_device
 from ldm_course.schedules import make_schedule
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
@@ -34,7 +35,8 @@ def _load_model(
 ) -> tuple[torch.nn.Module, dict]:
     """Read `kind` weights and their config from a shipped file, run folder or .safetensors file;
     build the model from that config, frozen, eval mode, channels_last (~25% faster decoding on CPU,
-    see benchmarks/results/diffusers.json)."""
+    see benchmarks/results/diffusers.json). A device this machine lacks is one clear error, first."""
+    device = check_device(device)
     file = _model_file(path, kind)
     tensors, meta = load_tensors(file)
     if meta.get("kind") != kind:

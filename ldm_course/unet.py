@@ -54,6 +54,9 @@ class UNet(nn.Module):
     def __init__(self, cfg: UNetConfig = UNetConfig()):
         super().__init__()
         self.cfg = cfg
+        # T of the noise schedule the U-Net serves, for the check 0 <= t < T (set by
+        # LatentDiffusion; None: only t >= 0 is checked, as the U-Net alone does not know T)
+        self.num_timesteps: int | None = None
         widths = [cfg.base_channels * m for m in cfg.channel_mult]
         temb_dim = cfg.time_embed_mult * cfg.base_channels
         self.time_mlp = nn.Sequential(
@@ -151,19 +154,70 @@ class UNet(nn.Module):
                 f"input of size {h}x{w} is not a multiple of the U-Net's downsampling "
                 f"factor {self.factor}; use a size divisible by {self.factor} or fewer levels"
             )
-        t = torch.as_tensor(t, device=x.device)
+        checked = not torch.is_tensor(t)  # a Python int is range-checked without a device sync
+        t = self._check_timesteps(t, x)
+        if y is not None:
+            if cfg.num_classes is None:
+                raise ValueError("this U-Net is unconditional (num_classes=None); pass y=None")
+            if not torch.is_tensor(y) or y.shape != (x.shape[0],) or not _integer(y):
+                what = f"{y.dtype} {tuple(y.shape)}" if torch.is_tensor(y) else type(y).__name__
+                raise ValueError(
+                    f"y must be a ({x.shape[0]},) tensor of integer class ids in "
+                    f"[0, {cfg.num_classes}] ({cfg.num_classes} = null class), got {what}; "
+                    "pass labels as a long tensor (y.long())"
+                )
+        self._check_ranges(None if checked else t, y)
+        return t
+
+    def _check_timesteps(self, t: torch.Tensor | int, x: torch.Tensor) -> torch.Tensor:
+        """t as a (B,) integer tensor on x's device. A Python int is range-checked here, where
+        that costs nothing; a tensor in _check_ranges."""
+        T = self.num_timesteps
+        if not torch.is_tensor(t):
+            if isinstance(t, bool) or not isinstance(t, int):
+                raise ValueError(
+                    f"t must be an integer timestep or a tensor of them, got {t!r}; pass int(t)"
+                )
+            if t < 0 or (T is not None and t >= T):
+                raise ValueError(f"t={t} is outside the timesteps [0, {T or 'T'}) of the schedule")
+            t = torch.tensor(t, device=x.device)
+        elif not _integer(t):
+            raise ValueError(
+                f"t must hold integer timesteps, got a {t.dtype} tensor; pass t.long() (the "
+                "sinusoidal embedding would accept fractions no training step produced)"
+            )
+        t = t.to(x.device)
         if t.ndim == 0:
             t = t.expand(x.shape[0])  # () -> (B,)
         if t.shape != (x.shape[0],):
             raise ValueError(
                 f"t must be a scalar or have shape ({x.shape[0]},), got {tuple(t.shape)}"
             )
-        if y is not None:
-            if cfg.num_classes is None:
-                raise ValueError("this U-Net is unconditional (num_classes=None); pass y=None")
-            if y.shape != (x.shape[0],) or y.min() < 0 or y.max() > cfg.num_classes:
-                raise ValueError(
-                    f"y must be (B,) class ids in [0, {cfg.num_classes}] "
-                    f"({cfg.num_classes} = null class), got {tuple(y.shape)}"
-                )
         return t
+
+    def _check_ranges(self, t: torch.Tensor | None, y: torch.Tensor | None) -> None:
+        """t in [0, T) (T = num_timesteps, when known) and y in [0, num_classes], None: nothing to
+        check. One device-to-host transfer for both, so a GPU pays at most one sync per call."""
+        T, k = self.num_timesteps, self.cfg.num_classes
+        flags = []
+        if t is not None:
+            flags.append((((t < 0) | (t >= T)) if T is not None else t < 0).any())
+        if y is not None:
+            flags.append(((y < 0) | (y > k)).any().to(flags[0].device if flags else y.device))
+        if not flags:
+            return
+        bad = torch.stack(flags).tolist()
+        if t is not None and bad[0]:
+            raise ValueError(
+                f"t holds timesteps in [{int(t.min())}, {int(t.max())}], outside the "
+                f"[0, {T or 'T'}) of the schedule; draw them with torch.randint(0, T, (B,))"
+            )
+        if y is not None and bad[-1]:
+            raise ValueError(
+                f"y must be class ids in [0, {k}] ({k} = null class), got ids from {int(y.min())} "
+                f"to {int(y.max())}; use ids of the {k} classes the U-Net was built with"
+            )
+
+
+def _integer(v: torch.Tensor) -> bool:
+    return not (v.dtype.is_floating_point or v.dtype.is_complex or v.dtype == torch.bool)

@@ -1,13 +1,14 @@
 """Option combinations and outputs that cannot be honoured are refused before any work (one line,
 exit 2); the numbers a command used are the numbers it reports; every option has help text."""
 
+import argparse
 import json
 
 import pytest
 from helpers import tiny_ldm
 
 from ldm_course.bench import run as bench_run
-from ldm_course.cli.main import main
+from ldm_course.cli.main import build_parser, main
 from ldm_course.data import TensorImageDataset, twemoji
 from ldm_course.training import evaluate as evaluate_module
 
@@ -107,3 +108,65 @@ def test_bench_refuses_a_plot_that_is_not_an_image_before_running(
         assert code == 2 and message in one_line_error(capsys) and ran == []
     else:
         assert bench_run.main(args) == 0 and len(ran) == 1  # the checks let a good call through
+
+
+def all_options(parser: argparse.ArgumentParser, path: str = ""):
+    """(command, option strings, action) for every option of `parser` and its subcommands."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from all_options(sub, f"{path} {name}".strip())
+        elif action.option_strings and not isinstance(action, argparse._HelpAction):
+            yield path, action.option_strings, action
+
+
+def test_every_option_of_every_command_has_help_text():
+    options = list(all_options(build_parser())) + [
+        (f"bench{p}", o, a) for p, o, a in all_options(bench_run.build_parser())
+    ]
+    assert len(options) > 40  # the walk reaches the subcommands
+    missing = [f"{cmd} {'/'.join(opts)}" for cmd, opts, a in options if not (a.help or "").strip()]
+    assert missing == []
+
+
+def test_vae_is_an_option_of_the_commands_that_use_it_with_their_own_help():
+    helps = {cmd: a.help for cmd, opts, a in all_options(build_parser()) if opts == ["--vae"]}
+    assert set(helps) == {"train-ldm", "sample", "reconstruct", "evaluate"}  # not train-vae
+    assert "latents the U-Net learns" in helps["train-ldm"]
+    assert "with --ldm RUN" in helps["sample"] and "with --ldm" not in helps["reconstruct"]
+
+
+def test_version_prints_the_installed_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"ldm-course {version('ldm-course')}"
+
+
+@pytest.mark.parametrize("command", ["train-vae", "train-ldm"])
+def test_a_run_dir_that_is_a_file_or_unwritable_is_refused_before_the_data_loads(
+    tmp_path, capsys, monkeypatch, command
+):
+    from ldm_course.cli import main as cli_main
+
+    loaded = []
+    monkeypatch.setattr(cli_main, "_data", lambda *a: loaded.append(a))
+    file = tmp_path / "run.txt"
+    file.write_text("notes")
+    assert main([command, "--device", "cpu", "--run-dir", str(file)]) == 2
+    assert f"--run-dir {file} is a file, not a folder" in one_line_error(capsys)
+    assert main([command, "--device", "cpu", "--run-dir", "/proc/run"]) == 2
+    assert "cannot write in /proc" in one_line_error(capsys)
+    assert loaded == [] and file.read_text() == "notes"
+
+
+@pytest.mark.parametrize(
+    "out, message", [("e.txt", "ending in .json"), ("/proc/e.json", "cannot write")]
+)
+def test_evaluate_checks_its_output_before_loading_anything(tmp_path, monkeypatch, out, message):
+    monkeypatch.setattr(evaluate_module, "load_ldm", lambda *a, **k: pytest.fail("loaded"))
+    out = out if out.startswith("/") else str(tmp_path / out)
+    with pytest.raises((ValueError, PermissionError), match=message):
+        evaluate_module.evaluate(out=out, num_samples=8)

@@ -85,6 +85,18 @@ def check_output(path: str, *, suffixes: tuple[str, ...], what: str = "--out") -
     check_writable(p.parent, f"{what} {path}")
 
 
+def check_run_dir(path: str) -> None:
+    """--run-dir: a folder (created if missing) this process can write, checked before the data
+    loads; what it may already hold is checked by run_folder.prepare_run_dir."""
+    from ldm_course.infra.run_folder import check_writable
+
+    if Path(path).exists() and not Path(path).is_dir():
+        raise FileExistsError(
+            f"--run-dir {path} is a file, not a folder; give a folder path (created if missing)"
+        )
+    check_writable(path, f"--run-dir {path}")
+
+
 IMAGE_OUT = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 FIGURE_OUT = (".png", ".pdf", ".svg", ".jpg", ".jpeg")  # matplotlib figures (bench --plot)
 

@@ -43,6 +43,7 @@ def _train(args, preset, train_fn, *extra) -> None:
     from ldm_course.infra.distributed import setup_world, teardown
 
     cfg = override(preset(args.preset), args.set)
+    cli_args.check_run_dir(args.run_dir)
     world = setup_world(resolve_device(args.device))
     _, history = train_fn(
         cfg,
@@ -186,21 +187,50 @@ def cmd_evaluate(args) -> None:
     print(report)
 
 
+VERSION_HELP = "print the installed ldm-course version and exit"
+SAMPLE_VAE_HELP = (
+    "'pretrained' (the default; with --ldm RUN: the VAE that run trained on), "
+    "'pretrained-adversarial' (the shipped decoder fine-tuned with a PatchGAN term) or a "
+    "VAE run folder / .safetensors"
+)
+TRAIN_LDM_VAE_HELP = (
+    "the VAE whose latents the U-Net learns: 'pretrained' (the default), "
+    "'pretrained-adversarial' (same encoder, so the same latents) or a VAE run folder / "
+    ".safetensors (recorded, so sample finds it)"
+)
+RECONSTRUCT_VAE_HELP = (
+    "the VAE to encode and decode with: 'pretrained' (the default), 'pretrained-adversarial' "
+    "or a VAE run folder / .safetensors"
+)
+IMAGE_OUT_HELP = f"the image grid to write ({', '.join(cli_args.IMAGE_OUT)})"
+
+
+def package_version() -> str:
+    """The installed distribution's version (importlib.metadata), as pip shows it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ldm-course")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from ldm_course import __version__
+
+        return f"{__version__} (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = cli_args.Parser(prog="ldm-course", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(sp):
+    p.add_argument(
+        "--version", action="version", version=f"%(prog)s {package_version()}", help=VERSION_HELP
+    )
+
+    def common(sp, vae_help: str | None = None):
         sp.add_argument(
             "--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps"
         )
-        sp.add_argument(
-            "--vae",
-            default=None,
-            help="'pretrained' (the default; with --ldm RUN: the VAE that run trained on), "
-            "'pretrained-adversarial' (the shipped decoder fine-tuned with a PatchGAN term) or a "
-            "VAE run folder / .safetensors",
-        )
+        if vae_help is not None:
+            sp.add_argument("--vae", default=None, help=vae_help)
         return sp
 
     for name, fn, default_dir in (
@@ -208,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("train-ldm", cmd_train_ldm, "runs/ldm"),
     ):
         sp = common(
-            sub.add_parser(name, help=f"{name.replace('-', ' ')}; writes checkpoints to --run-dir")
+            sub.add_parser(name, help=f"{name.replace('-', ' ')}; writes checkpoints to --run-dir"),
+            TRAIN_LDM_VAE_HELP if name == "train-ldm" else None,
         )
         sp.add_argument("--preset", default="cpu-fast", help=f"one of {', '.join(PRESETS)}")
         sp.add_argument(
@@ -218,7 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="override a setting, e.g. --set steps=500 (repeatable)",
         )
-        sp.add_argument("--run-dir", default=default_dir)
+        sp.add_argument(
+            "--run-dir",
+            default=default_dir,
+            help=f"folder for config.json, checkpoints and the model (default {default_dir}); "
+            "a new run needs an empty or new folder, --resume continues the one there",
+        )
         sp.add_argument(
             "--resume", action="store_true", help="continue from the run's last checkpoint"
         )
@@ -230,15 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.set_defaults(fn=fn)
 
-    sp = common(sub.add_parser("sample", help="generate a grid of images"))
+    sp = common(sub.add_parser("sample", help="generate a grid of images"), SAMPLE_VAE_HELP)
     sp.add_argument(
         "--ldm",
         default="pretrained",
         help="'pretrained' (10 categories), 'pretrained-subcategory' (99 subcategories) "
         "or an LDM run folder / .safetensors",
     )
-    sp.add_argument("--n", type=count, default=64)
-    sp.add_argument("--seed", type=seed, default=0)
+    sp.add_argument("--n", type=count, default=64, help="number of images (default 64)")
+    sp.add_argument("--seed", type=seed, default=0, help="seed of the starting noise (default 0)")
     sp.add_argument(
         "--steps",
         type=count,
@@ -246,33 +282,60 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"DDIM steps (default {DDIM_STEPS}, or the model's T if fewer); DDPM always runs "
         "all of the model's T steps",
     )
-    sp.add_argument("--eta", type=non_negative, default=0.0)
-    sp.add_argument("--guidance", type=non_negative, default=3.0)
-    sp.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim")
+    sp.add_argument(
+        "--eta",
+        type=non_negative,
+        default=0.0,
+        help="DDIM's noise: 0 deterministic (default), 1 as much as DDPM",
+    )
+    sp.add_argument(
+        "--guidance",
+        type=non_negative,
+        default=3.0,
+        help="classifier-free guidance scale w (default 3; 1 = no guidance)",
+    )
+    sp.add_argument(
+        "--sampler",
+        choices=("ddim", "ddpm"),
+        default="ddim",
+        help="ddim (default; --steps of them) or ddpm (all T steps)",
+    )
     sp.add_argument(
         "--label", default=None, help="a category name or id (default: cycle through all)"
     )
-    sp.add_argument("--unconditional", action="store_true")
+    sp.add_argument(
+        "--unconditional",
+        action="store_true",
+        help="sample the unconditional model (the null class); not with --label",
+    )
     sp.add_argument(
         "--force-vae",
         action="store_true",
         help="decode with --vae even if the U-Net was trained on another VAE's latents",
     )
-    sp.add_argument("--nrow", type=count, default=8)
-    sp.add_argument("--out", default="samples.png")
+    sp.add_argument("--nrow", type=count, default=8, help="images per row of the grid (default 8)")
+    sp.add_argument("--out", default="samples.png", help=IMAGE_OUT_HELP + " (default samples.png)")
     sp.set_defaults(fn=cmd_sample)
 
     sp = common(
-        sub.add_parser("reconstruct", help="encode and decode images; write a comparison grid")
+        sub.add_parser("reconstruct", help="encode and decode images; write a comparison grid"),
+        RECONSTRUCT_VAE_HELP,
     )
     sp.add_argument("--input", default="twemoji-test", help="'twemoji-test' or a folder of images")
-    sp.add_argument("--resize", action="store_true")
-    sp.add_argument("--n", type=count, default=16)
-    sp.add_argument("--out", default="reconstructions.png")
+    sp.add_argument(
+        "--resize", action="store_true", help="center-crop and resize images of another size"
+    )
+    sp.add_argument("--n", type=count, default=16, help="number of images (default 16)")
+    sp.add_argument(
+        "--out",
+        default="reconstructions.png",
+        help=IMAGE_OUT_HELP + " (default reconstructions.png)",
+    )
     sp.set_defaults(fn=cmd_reconstruct)
 
     sp = common(
-        sub.add_parser("evaluate", help="metrics of the model card on the held-out test split")
+        sub.add_parser("evaluate", help="metrics of the model card on the held-out test split"),
+        SAMPLE_VAE_HELP,
     )
     sp.add_argument(
         "--ldm",
@@ -299,8 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="images (>= 2) for the DDPM row and the DDIM row beside it",
     )
     sp.add_argument("--skip-ddpm", action="store_true", help="skip the slow 1000-step DDPM row")
-    sp.add_argument("--seed", type=seed, default=0)
-    sp.add_argument("--out", default="evaluation.json")
+    sp.add_argument(
+        "--seed", type=seed, default=0, help="seed of the picked images and samples (default 0)"
+    )
+    sp.add_argument(
+        "--out",
+        default="evaluation.json",
+        help="the report, a .json file (default evaluation.json)",
+    )
     sp.set_defaults(fn=cmd_evaluate)
 
     sp = sub.add_parser(

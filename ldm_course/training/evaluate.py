@@ -66,6 +66,7 @@ def evaluate(
     num_samples above the test split's size uses the whole split; the report records (and the
     table prints) the numbers used, beside the ones asked for."""
     check_counts(num_samples=num_samples, ddpm_samples=ddpm_samples, steps=steps)
+    check_out(Path(out))
     ldm = load_ldm(unet_path, vae_path, device=device)
     # samples are conditioned on the test images' labels in the model's own label space
     test = twemoji("test", labels=twemoji_labels_of(ldm.class_names))
@@ -168,6 +169,15 @@ def evaluate(
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(Path(out), lambda p: p.write_text(json.dumps(report, indent=2) + "\n"))
     return format_report(report)
+
+
+def check_out(out: Path) -> None:
+    """The report's path: a .json file in a folder that can be written, checked before any work."""
+    from ldm_course.infra.run_folder import check_writable
+
+    if out.suffix.lower() != ".json" or out.is_dir():
+        raise ValueError(f"out={str(out)!r}: the report is JSON; give a file name ending in .json")
+    check_writable(out.parent, f"out={str(out)!r}")
 
 
 def check_counts(*, num_samples: int, ddpm_samples: int, steps: int) -> None:
