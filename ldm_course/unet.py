@@ -53,6 +53,12 @@ class UNet(nn.Module):
 
     def __init__(self, cfg: UNetConfig = UNetConfig()):
         super().__init__()
+        outside = [lv for lv in cfg.attention_levels if lv not in range(len(cfg.channel_mult))]
+        if outside:
+            raise ValueError(
+                f"attention_levels {outside} are not levels of this U-Net (channel_mult "
+                f"{cfg.channel_mult} has levels 0..{len(cfg.channel_mult) - 1}); pick levels from that range"
+            )
         self.cfg = cfg
         # T of the noise schedule the U-Net serves, for the check 0 <= t < T (set by
         # LatentDiffusion; None: only t >= 0 is checked, as the U-Net alone does not know T)

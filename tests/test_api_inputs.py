@@ -91,3 +91,11 @@ def test_valid_timesteps_and_labels_pass(ldm):
         assert ldm.unet(x, 999).shape == x.shape
     finally:
         ldm.unet.num_timesteps = 20
+
+
+def test_a_unet_built_with_attention_at_a_level_it_lacks_is_refused():
+    from ldm_course.config import UNetConfig
+    from ldm_course.unet import UNet
+
+    with pytest.raises(ValueError, match=r"attention_levels \[7\] are not levels of this U-Net"):
+        UNet(UNetConfig(base_channels=8, norm_groups=4, channel_mult=(1, 2), attention_levels=(7,)))
