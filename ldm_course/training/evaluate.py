@@ -6,6 +6,10 @@
   at guidance 1, 3, 5 and DDPM-1000, beside the floor (VAE reconstructions of the test split) and
   the ceiling (decoded pure-noise latents), all on num_samples images; DDPM-1000 (20x the cost)
   runs on a smaller subset beside DDIM-50 on the same subset, since the distance depends on N.
+- Recognisability: for each DDIM-50 setting on num_samples images, the fraction of samples the
+  shipped judge of the model's labels (ldm_course.judge) assigns to the conditioning class, per
+  class, over the judge's accuracy on the real test images of that class (its ceiling), averaged
+  over classes; beside it the score of samples that ignore their label (chance).
 - Copies: for 64 samples, the nearest training image and its RMSE.
 """
 
@@ -15,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from ldm_course.data import twemoji, twemoji_labels_of
+from ldm_course.data import resize, twemoji, twemoji_labels_of
 from ldm_course.infra.checkpoint import atomic_write
+from ldm_course.judge import load_judge, recognisability
 from ldm_course.latents import encode_images, latent_stats
 from ldm_course.metrics import FeatureExtractor, frechet_distance, nearest_neighbours, psnr, ssim
 from ldm_course.perceptual import LPIPS
@@ -69,7 +74,9 @@ def evaluate(
     check_out(Path(out))
     ldm = load_ldm(unet_path, vae_path, device=device)
     # samples are conditioned on the test images' labels in the model's own label space
-    test = twemoji("test", labels=twemoji_labels_of(ldm.class_names))
+    labels = twemoji_labels_of(ldm.class_names)
+    test = twemoji("test", labels=labels)
+    judge = shipped_judge(labels, ldm.class_names)
     train = twemoji("train")
     lpips = LPIPS("alex", "stlpips").to(device)
     features = FeatureExtractor(lpips)
@@ -133,6 +140,11 @@ def evaluate(
         settings += [("ddim", steps, 3.0, n_small), ("ddpm", ldm.schedule.num_steps, 3.0, n_small)]
     report["ddpm_samples"] = n_small if ddpm else 0
     samples_for_nn = None
+    report["recognisability"] = {}
+    if judge is None:
+        report["recognisability_note"] = (
+            f"no shipped judge for an {'unconditional' if not ldm.class_names else labels} model"
+        )
     for sampler, n_steps, w, n in settings:
         start = time.perf_counter()
         images = ldm.generate(
@@ -149,6 +161,14 @@ def evaluate(
             frechet_distance(real_feats[:n], features.batched(images)),
             seconds,
         )
+        if judge is not None and n == len(real):
+            model, ceiling, names = judge
+            score = recognisability(
+                model, resize(images.cpu(), model.cfg.size), y[:n].cpu(), ceiling, class_names=names
+            )
+            report["recognisability"][f"{sampler.upper()} {n_steps} steps, guidance {w:g}"] = (
+                score.as_dict()
+            )
         if sampler == "ddim" and w == 3.0 and samples_for_nn is None:
             samples_for_nn = images[:64].cpu()
     report["frechet_distance"] = {k: {"fd": v[0], "seconds": v[1]} for k, v in fd.items()}
@@ -169,6 +189,24 @@ def evaluate(
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(Path(out), lambda p: p.write_text(json.dumps(report, indent=2) + "\n"))
     return format_report(report)
+
+
+def shipped_judge(labels: str, class_names: tuple[str, ...]):
+    """(judge, ceiling, class names) of the shipped judge for a model with these class names, or
+    None where there is none (an unconditional model, or labels no judge was shipped for)."""
+    if not class_names:
+        return None
+    try:
+        judge = load_judge(labels)
+    except FileNotFoundError:
+        return None
+    if tuple(judge[2]) != tuple(class_names):
+        raise ValueError(
+            f"the shipped {labels} judge knows {len(judge[2])} classes, the model "
+            f"{len(class_names)}: retrain the judge (python -m ldm_course.training.train_judge "
+            f"--labels {labels})"
+        )
+    return judge
 
 
 def check_out(out: Path) -> None:
@@ -219,6 +257,21 @@ def format_report(r: dict) -> str:
     lines.append(f"Frechet distance ({r['num_samples']} images each; {r['feature_space']}):")
     for k, v in r["frechet_distance"].items():
         lines.append(f"  {k:48s} {v['fd']:10.3f}   {v['seconds']:7.1f} s")
+    if r.get("recognisability"):
+        lines.append("recognisability (samples the judge assigns to their class / its ceiling):")
+        for k, v in r["recognisability"].items():
+            worst = sorted(
+                (h / c, name)
+                for name, d in v["per_class"].items()
+                for h, c in [(d["hit"], d["ceiling"])]
+                if c == c and c > 0 and h == h
+            )[:2]
+            lowest = ", ".join(f"{name} {x:.2f}" for x, name in worst)
+            lines.append(
+                f"  {k:48s} {v['score']:10.3f}   (chance {v['chance']:.2f}; lowest: {lowest})"
+            )
+    elif r.get("recognisability_note"):
+        lines.append(f"recognisability: {r['recognisability_note']}")
     nn = r["nearest_training_image"]
     lines.append(
         f"near duplicates among 64 samples: {nn['near_duplicates']} (RMSE < {nn['threshold_rmse']}); "
