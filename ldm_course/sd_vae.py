@@ -166,7 +166,7 @@ def _attention_prefixes(cfg: VAEConfig) -> list[tuple[str, str]]:
 
 
 def vae_from_diffusers(autoencoder_kl) -> VAE:
-    """diffusers' AutoencoderKL -> the course's VAE computing the same function (float32, eval).
+    """diffusers' AutoencoderKL -> the course's VAE computing the same function (float32, eval, CPU).
 
     encode(x).mean / .logvar equal autoencoder_kl.encode(x).latent_dist.mean / .logvar, and
     decode(z) equals autoencoder_kl.decode(z).sample, up to float rounding (tests/test_sd_vae.py
@@ -185,13 +185,10 @@ def vae_from_diffusers(autoencoder_kl) -> VAE:
         for p in ("weight", "bias"):
             ours[f"{mine}.{p}"] = theirs[f"{other}.{p}"]
     for mine, other in _attention_prefixes(cfg):
-        for p in ("weight", "bias"):
-            qkv = torch.cat(
-                [theirs[f"{other}.to_{n}.{p}"] for n in "qkv"]
-            )  # 3 x (C, ...) -> (3C, ...)
-            ours[f"{mine}.qkv.{p}"] = (
-                qkv[:, :, None, None] if p == "weight" else qkv
-            )  # (3C, C, 1, 1)
+        weights = [theirs[f"{other}.to_{n}.weight"] for n in "qkv"]  # 3 x (C, C)
+        biases = [theirs[f"{other}.to_{n}.bias"] for n in "qkv"]  # 3 x (C,)
+        ours[f"{mine}.qkv.weight"] = torch.cat(weights)[:, :, None, None]  # (3C, C, 1, 1)
+        ours[f"{mine}.qkv.bias"] = torch.cat(biases)  # (3C,)
         ours[f"{mine}.proj.weight"] = ours[f"{mine}.proj.weight"][:, :, None, None]  # (C, C, 1, 1)
     weight, bias = theirs["encoder.conv_out.weight"], theirs["encoder.conv_out.bias"]
     if getattr(autoencoder_kl.config, "use_quant_conv", True):
@@ -205,7 +202,7 @@ def vae_from_diffusers(autoencoder_kl) -> VAE:
 
 
 def vae_to_diffusers(vae: VAE):
-    """The course's VAE -> diffusers' AutoencoderKL computing the same function (float32, eval).
+    """The course's VAE -> diffusers' AutoencoderKL computing the same function (float32, eval, CPU).
 
     quant_conv is the identity (the encoder's conv_out already holds it, module docstring item 3);
     post_quant_conv is there when the VAE has one. Only a VAE with SD's downsampling
