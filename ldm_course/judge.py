@@ -184,8 +184,9 @@ def score_generator(
 
     g = torch.Generator().manual_seed(seed)
     images = [
-        ldm.generate(len(y), steps=steps, guidance_scale=guidance_scale, y=y, generator=g,
-                     progress=False).cpu()
+        ldm.generate(
+            len(y), steps=steps, guidance_scale=guidance_scale, y=y, generator=g, progress=False
+        ).cpu()
         for y in labels.split(batch_size)
     ]  # (N, 3, H, W) in [-1, 1]
     images = resize(torch.cat(images), judge.cfg.size)  # (N, 3, size, size)

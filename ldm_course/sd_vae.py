@@ -201,24 +201,16 @@ def vae_from_diffusers(autoencoder_kl) -> VAE:
     return vae.eval()
 
 
-def vae_to_diffusers(vae: VAE):
-    """The course's VAE -> diffusers' AutoencoderKL computing the same function (float32, eval, CPU).
-
-    quant_conv is the identity (the encoder's conv_out already holds it, module docstring item 3);
-    post_quant_conv is there when the VAE has one. Only a VAE with SD's downsampling
-    (downsample_padding="right_bottom") converts."""
+def autoencoder_kl_for(
+    cfg: VAEConfig, *, quant_conv: bool, post_quant_conv: bool, sample_size: int | None = None
+):
+    """A randomly initialised AutoencoderKL with the layout of `cfg`: one Down/UpDecoderBlock2D
+    per level, layers_per_block = num_res_blocks, the same widths, groups and mid attention."""
     AutoencoderKL = _autoencoder_kl()
 
-    cfg = vae.cfg
-    if cfg.downsample_padding != "right_bottom":
-        raise ValueError(
-            f"this VAE pads its downsampling on all sides (downsample_padding="
-            f"{cfg.downsample_padding!r}), which AutoencoderKL cannot express; only a VAE with "
-            "Stable Diffusion's layout (downsample_padding='right_bottom', e.g. one from "
-            "vae_from_diffusers) converts"
-        )
     n = len(cfg.channel_mult)
-    autoencoder_kl = AutoencoderKL(
+    extra = {} if sample_size is None else {"sample_size": sample_size}
+    return AutoencoderKL(
         in_channels=cfg.in_channels,
         out_channels=cfg.in_channels,
         down_block_types=("DownEncoderBlock2D",) * n,
@@ -228,10 +220,28 @@ def vae_to_diffusers(vae: VAE):
         act_fn="silu",
         latent_channels=cfg.latent_channels,
         norm_num_groups=cfg.norm_groups,
-        use_quant_conv=True,
-        use_post_quant_conv=cfg.post_quant_conv,
+        use_quant_conv=quant_conv,
+        use_post_quant_conv=post_quant_conv,
         mid_block_add_attention=cfg.mid_attention,
+        **extra,
     )
+
+
+def vae_to_diffusers(vae: VAE):
+    """The course's VAE -> diffusers' AutoencoderKL computing the same function (float32, eval, CPU).
+
+    quant_conv is the identity (the encoder's conv_out already holds it, module docstring item 3);
+    post_quant_conv is there when the VAE has one. Only a VAE with SD's downsampling
+    (downsample_padding="right_bottom") converts."""
+    cfg = vae.cfg
+    if cfg.downsample_padding != "right_bottom":
+        raise ValueError(
+            f"this VAE pads its downsampling on all sides (downsample_padding="
+            f"{cfg.downsample_padding!r}), which AutoencoderKL cannot express; only a VAE with "
+            "Stable Diffusion's layout (downsample_padding='right_bottom', e.g. one from "
+            "vae_from_diffusers) converts"
+        )
+    autoencoder_kl = autoencoder_kl_for(cfg, quant_conv=True, post_quant_conv=cfg.post_quant_conv)
     ours = {k: v.detach().float().cpu() for k, v in vae.state_dict().items()}
     theirs = {}
     for mine, other in module_pairs(cfg):

@@ -55,24 +55,9 @@ def diffusers_vae(cfg: VAEConfig, *, sample_size: int) -> nn.Module:
     """AutoencoderKL with our VAE's layout: one Down/UpDecoderBlock2D per level, layers_per_block =
     num_res_blocks (diffusers' decoder adds one more, as ours does), single-head mid attention,
     no quant_conv / post_quant_conv (our VAE has neither)."""
-    from diffusers import AutoencoderKL
+    from ldm_course.sd_vae import autoencoder_kl_for
 
-    n = len(cfg.channel_mult)
-    return AutoencoderKL(
-        in_channels=cfg.in_channels,
-        out_channels=cfg.in_channels,
-        down_block_types=("DownEncoderBlock2D",) * n,
-        up_block_types=("UpDecoderBlock2D",) * n,
-        block_out_channels=tuple(cfg.base_channels * m for m in cfg.channel_mult),
-        layers_per_block=cfg.num_res_blocks,
-        act_fn="silu",
-        latent_channels=cfg.latent_channels,
-        norm_num_groups=cfg.norm_groups,
-        sample_size=sample_size,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        mid_block_add_attention=cfg.mid_attention,
-    )
+    return autoencoder_kl_for(cfg, quant_conv=False, post_quant_conv=False, sample_size=sample_size)
 
 
 def diffusers_unet(cfg: UNetConfig, *, sample_size: int) -> nn.Module:
