@@ -1,7 +1,9 @@
-"""Live figures: printed with '≈', hidden from nbval's verbatim comparison by the sanitiser, and
-checked in their cell against the saved value. The slow tests prove the tolerances bite: with a
-piece of the package deliberately broken (injected through sitecustomize, the notebook untouched)
-the replay fails on the cell that checks that piece."""
+"""Live numbers: the notebooks print them plainly and the replay compares them with the saved ones
+within the tolerances of their cell's metadata (ldm_course/course/nbval_tolerance.py). The slow
+tests prove the tolerances bite: with a piece of the package deliberately broken (injected through
+sitecustomize, the notebook untouched) the replay fails first on the cell that prints the number
+that piece moves. approx and expect_saved (ldm_course/course/replay.py) stay for other users and
+are tested here; the notebooks no longer use them."""
 
 import os
 import re
@@ -82,11 +84,16 @@ def test_record_writes_live_values(tmp_path, monkeypatch):
     assert len(lines) == 2
 
 
-def code_cell_number(notebook: Path, marker: str) -> int:
-    """nbval's 'Cell N': N counts code cells only, from 0."""
+def code_cell_number(notebook: Path, label: str) -> int:
+    """nbval's 'Cell N' of the one code cell whose saved output prints `label` (N counts code
+    cells only, from 0)."""
     code = [c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
-    hits = [i for i, c in enumerate(code) if marker in c.source]
-    assert len(hits) == 1, f"{marker!r} is in code cells {hits} of {notebook.name}"
+    printed = [
+        "".join(o.get("text", "") for o in c.outputs if o.get("output_type") == "stream")
+        for c in code
+    ]
+    hits = [i for i, text in enumerate(printed) if label in text]
+    assert len(hits) == 1, f"{label!r} is printed by code cells {hits} of {notebook.name}"
     return hits[0]
 
 
@@ -127,16 +134,16 @@ def test_inverted_scale_factor_fails_the_replay_of_03(tmp_path):
     """
     failed, out = replay_with_broken_package(tmp_path, "03_latent_scaling.ipynb", patch)
     nb = ROOT / "notebooks" / "03_latent_scaling.ipynb"
-    catching = code_cell_number(nb, '"our scale factor": (')
+    catching = code_cell_number(nb, "our scale factor")
     assert catching in failed and min(failed) == catching, (failed, out[-3000:])
-    assert "replay ✗ our scale factor" in out
 
 
 @pytest.mark.slow
 def test_unnormalised_kl_fails_the_replay_of_01(tmp_path):
     """The KL term left summed over pixel values instead of divided by them (weight x 3,072 at
     32x32). Measured on the live run of faces and flags: the live KL moves from 4.373 to 3.889
-    nats per latent dimension (tolerance 0.05), while the L1 figures stay inside theirs."""
+    nats per latent dimension (printed 4.4 -> 3.9, tolerance 0.15), while the L1 numbers of the
+    cell before stay inside theirs."""
     patch = """
         import ldm_course.vae as vae
         _loss = vae.vae_loss
@@ -146,6 +153,7 @@ def test_unnormalised_kl_fails_the_replay_of_01(tmp_path):
     """
     failed, out = replay_with_broken_package(tmp_path, "01_vae.ipynb", patch)
     nb = ROOT / "notebooks" / "01_vae.ipynb"
-    catching = code_cell_number(nb, '"KL nats per latent dimension": (')
+    catching = code_cell_number(nb, "nats per latent dimension")
     assert catching in failed and min(failed) == catching, (failed, out[-3000:])
-    assert "replay ✗ KL nats per latent dimension" in out
+    # caught by the tolerance of that number (cell metadata replay.numbers), not by other text
+    assert "'KL {} nats per latent dimension': live" in out, out[-3000:]

@@ -49,7 +49,7 @@ device = get_device()  # cuda, then mps, then cpu
 ON_GPU = device.type == "cuda" or os.environ.get("LDM_COURSE_GPU_BRANCH") == "1"
 if ON_COLAB and not ON_GPU:
     print("No GPU attached: Runtime > Change runtime type > T4 GPU, then run again (the CPU works, slowly).")
-_ = torch.manual_seed(0)  # assigned: a displayed Generator repr holds a memory address (nbval)"""
+_ = torch.manual_seed(0)  # assigned: a displayed Generator repr holds a memory address"""
 
 BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
 GITHUB = re.compile(r"^https://github\.com/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+?)(?:\.git)?/?$")
