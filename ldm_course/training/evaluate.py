@@ -260,12 +260,12 @@ def format_report(r: dict) -> str:
     if r.get("recognisability"):
         lines.append("recognisability (samples the judge assigns to their class / its ceiling):")
         for k, v in r["recognisability"].items():
-            worst = sorted(
-                (h / c, name)
+            ratios = [  # the classes scored: a ceiling > 0 and samples (NaN fails both tests)
+                (d["hit"] / d["ceiling"], name)
                 for name, d in v["per_class"].items()
-                for h, c in [(d["hit"], d["ceiling"])]
-                if c == c and c > 0 and h == h
-            )[:2]
+                if d["ceiling"] > 0 and d["hit"] >= 0
+            ]
+            worst = sorted(ratios)[:2]
             lowest = ", ".join(f"{name} {x:.2f}" for x, name in worst)
             lines.append(
                 f"  {k:48s} {v['score']:10.3f}   (chance {v['chance']:.2f}; lowest: {lowest})"

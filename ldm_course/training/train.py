@@ -32,7 +32,7 @@ from ldm_course.infra.checkpoint import (
 from ldm_course.infra.distributed import World, mean_over_ranks
 from ldm_course.infra.precision import autocast, choose_precision, describe, grad_scaler
 from ldm_course.infra.run_folder import check_free_space, check_same_run
-from ldm_course.infra.stops import StopRequest, TrainingStopped, stop_requests
+from ldm_course.infra.stops import TrainingStopped, stop_requests
 
 
 def cosine_lr(step: int, *, lr: float, min_lr: float, warmup_steps: int, steps: int) -> float:
@@ -182,79 +182,75 @@ class Loop:
 def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
     """Run (or resume) the loop to `loop.cfg.steps`; returns the history {"step": [...], "loss": [...], ...}.
     Ctrl-C or SIGTERM: a checkpoint at the step it came in, then TrainingStopped (infra/stops.py)."""
-    with stop_requests() as stop:
-        return _fit(loop, resume, stop)
-
-
-def _fit(loop: Loop, resume: bool, stop: StopRequest) -> dict[str, list[float]]:
-    device = loop.world.device
-    precision = choose_precision(device, loop.cfg.precision)
-    scaler = grad_scaler(device, precision)  # a pass-through unless fp16
-    run_dir = Path(loop.run_dir)
-    ckpt = run_dir / "checkpoint.safetensors"
-    start, history = 0, {"step": [], "seconds": []}
-    if resume and ckpt.exists():
-        start, history = restore(loop, run_dir, precision, scaler)
-    elif ckpt.exists():
-        raise FileExistsError(
-            f"{run_dir} already holds a checkpoint; pass --resume to continue it "
-            "or choose a new --run-dir (nothing was overwritten)"
-        )
-    if loop.world.is_main:
-        check_free_space(run_dir, run_bytes(loop), "--run-dir")
-    if not ckpt.exists() and loop.world.is_main:
-        save_json(run_dir / "config.json", loop.config)
-    if loop.cfg.precision != "fp32" and loop.world.is_main:
-        print(describe(precision, device))  # the choice "auto" made, or the one asked for
-    elapsed = history["seconds"][-1] if history["seconds"] else 0.0
-    t0 = time.perf_counter() - elapsed
-    bar = tqdm(
-        range(start, loop.cfg.steps),
-        initial=start,
-        total=loop.cfg.steps,
-        disable=not (loop.progress and loop.world.is_main),
-        desc=run_dir.name,
-        dynamic_ncols=True,
-    )
-    loop.model.train()
-    for step in bar:
-        for group in loop.optimizer.param_groups:
-            group["lr"] = loop.lr_at(step)
-        with autocast(device, precision):
-            loss, parts = loop.step_fn(step, step_generator(loop.cfg.seed, step))
-        check_finite_loss(loop, step + 1, loss, parts)  # before it reaches the weights
-        loop.optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()  # fp16: loss * scale, so small gradients do not underflow
-        scaler.step(loop.optimizer)  # unscales; skips the step if a gradient is inf or nan
-        scaler.update()
-        if loop.ema is not None:
-            loop.ema.update(loop.model, step)
-        done = step + 1
-        if (loop.cfg.log_every and done % loop.cfg.log_every == 0) or done == loop.cfg.steps:
-            parts = {k: mean_over_ranks(v, loop.world) for k, v in parts.items()}
-            history["step"].append(done)
-            history["seconds"].append(time.perf_counter() - t0)
-            for k, v in parts.items():
-                history.setdefault(k, []).append(v)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()})
+    with stop_requests() as stop:  # signals recorded for the whole run, restored after
+        device = loop.world.device
+        precision = choose_precision(device, loop.cfg.precision)
+        scaler = grad_scaler(device, precision)  # a pass-through unless fp16
+        run_dir = Path(loop.run_dir)
+        ckpt = run_dir / "checkpoint.safetensors"
+        start, history = 0, {"step": [], "seconds": []}
+        if resume and ckpt.exists():
+            start, history = restore(loop, run_dir, precision, scaler)
+        elif ckpt.exists():
+            raise FileExistsError(
+                f"{run_dir} already holds a checkpoint; pass --resume to continue it "
+                "or choose a new --run-dir (nothing was overwritten)"
+            )
         if loop.world.is_main:
-            if (
-                loop.cfg.checkpoint_every and done % loop.cfg.checkpoint_every == 0
-            ) or done == loop.cfg.steps:
-                save_checkpoint(loop, ckpt, done, history, precision, scaler)
-            if (
-                loop.artifacts
-                and loop.cfg.sample_every
-                and (done % loop.cfg.sample_every == 0 or done == loop.cfg.steps)
-            ):
-                loop.artifacts(done, history)
-        if done < loop.cfg.steps and (signum := stop.agreed(loop.world)):
-            stop_here(loop, ckpt, done, history, precision, scaler, signum)
-    if loop.world.is_main:
-        save_json(run_dir / "history.json", history)
-        if loop.export:
-            loop.export(run_dir / "model.safetensors")
-    return history
+            check_free_space(run_dir, run_bytes(loop), "--run-dir")
+        if not ckpt.exists() and loop.world.is_main:
+            save_json(run_dir / "config.json", loop.config)
+        if loop.cfg.precision != "fp32" and loop.world.is_main:
+            print(describe(precision, device))  # the choice "auto" made, or the one asked for
+        elapsed = history["seconds"][-1] if history["seconds"] else 0.0
+        t0 = time.perf_counter() - elapsed
+        bar = tqdm(
+            range(start, loop.cfg.steps),
+            initial=start,
+            total=loop.cfg.steps,
+            disable=not (loop.progress and loop.world.is_main),
+            desc=run_dir.name,
+            dynamic_ncols=True,
+        )
+        loop.model.train()
+        for step in bar:
+            for group in loop.optimizer.param_groups:
+                group["lr"] = loop.lr_at(step)
+            with autocast(device, precision):
+                loss, parts = loop.step_fn(step, step_generator(loop.cfg.seed, step))
+            check_finite_loss(loop, step + 1, loss, parts)  # before it reaches the weights
+            loop.optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()  # fp16: loss * scale, so small gradients do not underflow
+            scaler.step(loop.optimizer)  # unscales; skips the step if a gradient is inf or nan
+            scaler.update()
+            if loop.ema is not None:
+                loop.ema.update(loop.model, step)
+            done = step + 1
+            if (loop.cfg.log_every and done % loop.cfg.log_every == 0) or done == loop.cfg.steps:
+                parts = {k: mean_over_ranks(v, loop.world) for k, v in parts.items()}
+                history["step"].append(done)
+                history["seconds"].append(time.perf_counter() - t0)
+                for k, v in parts.items():
+                    history.setdefault(k, []).append(v)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()})
+            if loop.world.is_main:
+                if (
+                    loop.cfg.checkpoint_every and done % loop.cfg.checkpoint_every == 0
+                ) or done == loop.cfg.steps:
+                    save_checkpoint(loop, ckpt, done, history, precision, scaler)
+                if (
+                    loop.artifacts
+                    and loop.cfg.sample_every
+                    and (done % loop.cfg.sample_every == 0 or done == loop.cfg.steps)
+                ):
+                    loop.artifacts(done, history)
+            if done < loop.cfg.steps and (signum := stop.agreed(loop.world)):
+                stop_here(loop, ckpt, done, history, precision, scaler, signum)
+        if loop.world.is_main:
+            save_json(run_dir / "history.json", history)
+            if loop.export:
+                loop.export(run_dir / "model.safetensors")
+        return history
 
 
 def stop_here(loop, ckpt, step, history, precision, scaler, signum) -> None:
