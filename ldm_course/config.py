@@ -98,6 +98,8 @@ class VAETrainConfig:
     log_every: int = 50
     sample_every: int = 500  # reconstruction grid + loss curve written next to the run
     checkpoint_every: int = 250
+    # > 0: gradients rescaled to this global L2 norm when larger (train.optimizer_update); 0 = off
+    max_grad_norm: float = 0.0
     num_threads: int = 0  # 0 = leave torch's default
     # auto: bf16 on GPUs with native bf16, fp16 + gradient scaler on older ones, fp32 on CPU/MPS
     precision: Precision = "fp32"
@@ -141,6 +143,7 @@ class LDMTrainConfig:
     log_every: int = 50
     sample_every: int = 1000
     checkpoint_every: int = 500
+    max_grad_norm: float = 0.0  # see VAETrainConfig.max_grad_norm
     num_threads: int = 0
     precision: Precision = "fp32"  # see VAETrainConfig.precision
     unet: UNetConfig = field(default_factory=UNetConfig)

@@ -54,6 +54,7 @@ RANGES: dict[str, Range] = {
     "log_every": OPTIONAL,
     "sample_every": OPTIONAL,
     "checkpoint_every": OPTIONAL,
+    "max_grad_norm": OPTIONAL,
     "num_threads": OPTIONAL,
     # models
     "in_channels": COUNT,

@@ -9,8 +9,8 @@ A loss or weights that turn nan or inf stop the run (TrainingDiverged); no such 
 
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,15 +85,26 @@ def group_batch_indices(
 
 
 class EMA:
-    """theta_ema <- decay * theta_ema + (1 - decay) * theta, with warm-up decay min(decay, (1+s)/(10+s))."""
+    """An exponential moving average of the weights (Polyak averaging; the weights samples use):
+
+        theta_ema <- d_s * theta_ema + (1 - d_s) * theta,   d_s = decay_at(s)
+
+    after the optimizer step of every step s (from 0). `shadow` holds theta_ema: one float32
+    tensor per entry of model.state_dict(), under the same names; non-float entries (counters)
+    are copied, not averaged."""
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
         self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
 
+    def decay_at(self, step: int) -> float:
+        """d_s = min(decay, (1 + s) / (10 + s)): a warm-up, so the first steps' random weights
+        fade out quickly (d_0 = 0.1, d_90 = 0.91), then the configured decay."""
+        return min(self.decay, (1 + step) / (10 + step))
+
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))
+        d = self.decay_at(step)
         for k, v in model.state_dict().items():
             if v.dtype.is_floating_point:
                 self.shadow[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
@@ -114,6 +125,87 @@ class EMA:
             yield
         finally:
             model.load_state_dict(backup)
+
+
+def optimizer_update(
+    loss: torch.Tensor,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: EMA | None,
+    step: int,
+    max_grad_norm: float,
+    scaler: torch.amp.GradScaler | None = None,
+) -> float:
+    """One update of the weights from `loss`; returns the global L2 norm of the gradients
+    ||g||_2 = sqrt(sum_p ||g_p||^2), measured before clipping.
+
+      1. zero the gradients, backward (fp16: of loss * scale, so small gradients do not underflow)
+      2. unscale them (fp16) and measure ||g||_2; max_grad_norm > 0: g <- g * min(1, max / ||g||_2)
+      3. the optimizer step (fp16: skipped if a gradient is inf or nan), then the scaler's update
+      4. the EMA of the weights, ema.update(model, step)
+
+    `scaler`: None or a disabled GradScaler (fp32, bf16) leaves steps 1-3 unscaled."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # a no-op when disabled; step() then does not unscale again
+    else:
+        loss.backward()
+    grads = [p.grad for p in params if p.grad is not None]
+    if max_grad_norm > 0:
+        norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    else:
+        norm = torch.nn.utils.get_total_norm(grads)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if ema is not None:
+        ema.update(model, step)
+    return float(norm)
+
+
+# update_fn(loss, *, model, optimizer, ema, step, max_grad_norm) -> grad norm: optimizer_update
+# without the scaler (notebook 05's exercise)
+UpdateFn = Callable[..., float]
+# watch(step, model): sees the model at the listed steps (course/progress.py collects frames)
+WatchFn = Callable[[int, nn.Module], None]
+
+
+def check_watch(watch: WatchFn | None, watch_at: Sequence[int], steps: int) -> tuple[int, ...]:
+    """watch_at as a sorted tuple of distinct steps in 0..steps, or a clear error."""
+    bad = [s for s in watch_at if isinstance(s, bool) or not isinstance(s, int)]
+    bad = bad or [s for s in watch_at if not 0 <= s <= steps]
+    if bad:
+        raise ValueError(
+            f"watch_at={list(watch_at)}: {bad[0]!r} is not a step in 0..{steps} (0 = before the "
+            f"first step, {steps} = the end); pass whole numbers in that range, e.g. "
+            "progress_steps(steps)"
+        )
+    if watch_at and watch is None:
+        raise ValueError("watch_at lists steps but watch is None; pass watch=fn(step, model)")
+    return tuple(sorted(set(watch_at)))
+
+
+def call_watch(
+    step: int, *, fn: WatchFn, model: nn.Module, ema: EMA | None = None, trained: nn.Module
+) -> None:
+    """fn(step, model) with `model` in eval mode, the EMA weights in `trained` (a part of `model`)
+    when there is an EMA, under no_grad and a seeded global RNG; afterwards the weights, each
+    module's train/eval mode and the global RNG are as before, so watching changes no result."""
+    modes = {m: m.training for m in model.modules()}
+    device = next(trained.parameters()).device
+    applied = ema.applied_to(trained) if ema is not None else nullcontext()
+    try:
+        with torch.no_grad(), global_torch_state(0, device=device), applied:
+            model.eval()
+            fn(step, model)
+    finally:
+        for m, mode in modes.items():
+            m.train(mode)
 
 
 @contextmanager
@@ -173,6 +265,9 @@ class Loop:
     ema: EMA | None = None
     world: World = field(default_factory=World)
     progress: bool = True
+    update_fn: UpdateFn | None = None  # in place of optimizer_update (no scaler: not for fp16)
+    watch: Callable[[int], None] | None = None  # call_watch for one step, on the main process
+    watch_at: tuple[int, ...] = ()  # steps (0..cfg.steps) watch is called after
 
     def lr_at(self, step: int) -> float:
         c = self.cfg
@@ -186,6 +281,11 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
         device = loop.world.device
         precision = choose_precision(device, loop.cfg.precision)
         scaler = grad_scaler(device, precision)  # a pass-through unless fp16
+        if loop.update_fn is not None and precision == "fp16":
+            raise ValueError(
+                "update_fn has no gradient scaler, but this run trains in fp16; use "
+                "--set precision=bf16 or fp32, or train with the built-in update (update_fn=None)"
+            )
         run_dir = Path(loop.run_dir)
         ckpt = run_dir / "checkpoint.safetensors"
         start, history = 0, {"step": [], "seconds": []}
@@ -212,6 +312,8 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
             desc=run_dir.name,
             dynamic_ncols=True,
         )
+        if loop.watch is not None and start == 0 and 0 in loop.watch_at and loop.world.is_main:
+            loop.watch(0)
         loop.model.train()
         for step in bar:
             for group in loop.optimizer.param_groups:
@@ -219,12 +321,17 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
             with autocast(device, precision):
                 loss, parts = loop.step_fn(step, step_generator(loop.cfg.seed, step))
             check_finite_loss(loop, step + 1, loss, parts)  # before it reaches the weights
-            loop.optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()  # fp16: loss * scale, so small gradients do not underflow
-            scaler.step(loop.optimizer)  # unscales; skips the step if a gradient is inf or nan
-            scaler.update()
-            if loop.ema is not None:
-                loop.ema.update(loop.model, step)
+            update = dict(
+                model=loop.model,
+                optimizer=loop.optimizer,
+                ema=loop.ema,
+                step=step,
+                max_grad_norm=loop.cfg.max_grad_norm,
+            )
+            if loop.update_fn is None:
+                parts["grad_norm"] = optimizer_update(loss, scaler=scaler, **update)
+            else:
+                parts["grad_norm"] = float(loop.update_fn(loss, **update))
             done = step + 1
             if (loop.cfg.log_every and done % loop.cfg.log_every == 0) or done == loop.cfg.steps:
                 parts = {k: mean_over_ranks(v, loop.world) for k, v in parts.items()}
@@ -244,6 +351,8 @@ def fit(loop: Loop, *, resume: bool = False) -> dict[str, list[float]]:
                     and (done % loop.cfg.sample_every == 0 or done == loop.cfg.steps)
                 ):
                     loop.artifacts(done, history)
+                if loop.watch is not None and done in loop.watch_at:
+                    loop.watch(done)
             if done < loop.cfg.steps and (signum := stop.agreed(loop.world)):
                 stop_here(loop, ckpt, done, history, precision, scaler, signum)
         if loop.world.is_main:

@@ -2,14 +2,14 @@
 measure the scale factor, then epsilon-prediction on scaled latents with EMA and label dropout."""
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 import torch
 
-from ldm_course.config import LDMTrainConfig, to_dict
+from ldm_course.config import LDMTrainConfig, UNetConfig, to_dict
 from ldm_course.course.viz import image_grid, plot_history, save_figure
 from ldm_course.data import TensorImageDataset, classes_in_turn, twemoji
 from ldm_course.diffusion import LatentDiffusion
@@ -24,7 +24,11 @@ from ldm_course.schedules import make_schedule
 from ldm_course.training.train import (
     EMA,
     Loop,
+    UpdateFn,
+    WatchFn,
     batch_indices,
+    call_watch,
+    check_watch,
     fit,
     global_torch_state,
     group_batch_indices,
@@ -242,6 +246,20 @@ def ldm_step(
     return loss, {"loss": loss.item()}
 
 
+def build(unet_cfg: UNetConfig, build_unet: Callable[[UNetConfig], UNet] | None) -> UNet:
+    """UNet(unet_cfg), or build_unet(unet_cfg) checked to be a UNet of exactly that config."""
+    if build_unet is None:
+        return UNet(unet_cfg)
+    unet = build_unet(unet_cfg)
+    if not isinstance(unet, UNet) or unet.cfg != unet_cfg:
+        got = f"a UNet with config {unet.cfg}" if isinstance(unet, UNet) else type(unet).__name__
+        raise ValueError(
+            f"build_unet returned {got}, not a UNet of the run's config {unet_cfg}; build it as "
+            "UNet(cfg, ...) with the config it is given"
+        )
+    return unet
+
+
 def write_samples(step: int, history: dict, *, ldm: LatentDiffusion, ema: EMA, run_dir: Path):
     """samples.png (EMA weights, DDIM PREVIEW_STEPS): two per class, or for 16 classes spread over many
     (99 subcategories); and loss.png."""
@@ -284,6 +302,10 @@ def train_ldm(
     world: World | None = None,
     progress: bool = True,
     step_fn: LDMStepFn | None = None,
+    build_unet: Callable[[UNetConfig], UNet] | None = None,
+    update_fn: UpdateFn | None = None,
+    watch: WatchFn | None = None,
+    watch_at: Sequence[int] = (),
 ) -> tuple[LatentDiffusion, dict]:
     """Train (or resume) the U-Net on latents of `data` (default: Twemoji train split at cfg.size).
 
@@ -297,8 +319,20 @@ def train_ldm(
     it must draw and compute what training_step does. It has no Min-SNR, mirror or DDP option, so
     it needs min_snr_gamma=0, flip=False and one process. Not recorded in config.json: resume a
     run with the step it started with.
+
+    The other hooks, none recorded in config.json either:
+    build_unet(unet_cfg) -> UNet: builds the U-Net in place of UNet(unet_cfg) (notebook 04: one
+    made of the learner's blocks), inside the seeded global RNG; its .cfg must equal unet_cfg.
+    update_fn(loss, *, model, optimizer, ema, step, max_grad_norm) -> grad norm: the weight
+    update in place of train.optimizer_update (notebook 05); it has no gradient scaler, so fp16
+    is refused.
+    watch(step, ldm), at each step of watch_at (0: before the first step): sees the
+    LatentDiffusion with the EMA weights, in eval mode, under no_grad (train.call_watch); the
+    run's result is the same with and without it. A resumed run watches the steps after its
+    checkpoint only.
     """
     check_config(cfg)
+    watch_at = check_watch(watch, watch_at, cfg.steps)
     device = check_device(device)  # a named device this machine lacks: one clear error, first
     world = world or World(device=device)
     if step_fn is not None:
@@ -306,12 +340,12 @@ def train_ldm(
     # one writer per folder: a second run, or a --resume of this one, is refused until it ends
     lock = run_lock(run_dir, resume=resume, is_main=world.is_main)
     with lock, global_torch_state(cfg.seed, num_threads=cfg.num_threads, device=world.device):
-        return _train_ldm(
-            cfg, Path(run_dir), vae, vae_source, data, resume, world, progress, step_fn
-        )
+        hooks = dict(step_fn=step_fn, build_unet=build_unet, update_fn=update_fn)
+        hooks.update(watch=watch, watch_at=watch_at)
+        return _train_ldm(cfg, Path(run_dir), vae, vae_source, data, resume, world, progress, hooks)
 
 
-def _train_ldm(cfg, run_dir, vae, vae_source, data, resume, world, progress, step_fn=None):
+def _train_ldm(cfg, run_dir, vae, vae_source, data, resume, world, progress, hooks):
     """train_ldm inside global_torch_state (the initial weights come from cfg.seed)."""
     data = data if data is not None else twemoji("train", size=cfg.size, labels=cfg.labels)
     cfg = check_run(cfg, data, vae)
@@ -350,9 +384,7 @@ def _train_ldm(cfg, run_dir, vae, vae_source, data, resume, world, progress, ste
         latents.mirror = (mean_m, std_m, mirrorable)
 
     unet_cfg = replace(cfg.unet, num_classes=num_classes)
-    unet = UNet(unet_cfg).to(
-        world.device
-    )  # initial weights from the global RNG, seeded by cfg.seed
+    unet = build(unet_cfg, hooks["build_unet"]).to(world.device)  # initial weights: cfg.seed
     if cfg.init_from:
         init_weights(unet, cfg, scale_factor, latents_key)
     schedule = make_schedule(cfg.schedule, cfg.num_train_timesteps)
@@ -385,14 +417,18 @@ def _train_ldm(cfg, run_dir, vae, vae_source, data, resume, world, progress, ste
             latents=latents,
             cfg=cfg,
             world=world,
-            step_fn=step_fn,
+            step_fn=hooks["step_fn"],
         ),
         ema=ema,
         artifacts=partial(write_samples, ldm=ldm, ema=ema, run_dir=run_dir),
         export=partial(save_unet, ema=ema, meta=meta),
         world=world,
         progress=progress,
+        update_fn=hooks["update_fn"],
+        watch_at=hooks["watch_at"],
     )
+    if hooks["watch"] is not None:
+        loop.watch = partial(call_watch, fn=hooks["watch"], model=ldm, ema=ema, trained=unet)
     history = fit(loop, resume=resume)
     ema.copy_to(unet)
     return ldm.eval(), history

@@ -1,7 +1,7 @@
 """Train the autoencoder (notebook 01, `ldm-course train-vae`): L1 (or L2) + LPIPS + tiny KL,
 optionally + a PatchGAN adversarial term for the decoder (discriminator.py)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -19,7 +19,10 @@ from ldm_course.infra.run_folder import dataset_fingerprint, prepare_run_dir
 from ldm_course.infra.run_lock import run_lock
 from ldm_course.training.train import (
     Loop,
+    WatchFn,
     batch_indices,
+    call_watch,
+    check_watch,
     fit,
     global_torch_state,
     network_rng,
@@ -215,6 +218,8 @@ def train_vae(
     world: World | None = None,
     progress: bool = True,
     loss_fn: VAELossFn | None = None,
+    watch: WatchFn | None = None,
+    watch_at: Sequence[int] = (),
 ) -> tuple[VAE, dict]:
     """Train (or resume) a VAE on `data` (default: the built-in Twemoji train split at cfg.size).
 
@@ -227,8 +232,13 @@ def train_vae(
     terms {"recon", "kl"} (+ "lpips" when perceptual_weight > 0), floats or 0-d tensors. It has
     no recon_loss or perceptual_batch option, so it needs recon="l1" and perceptual_batch 0 (or
     the batch size). Not recorded in config.json: resume a run with the loss it started with.
+
+    watch(step, vae), at each step of watch_at (0: before the first step): sees the VAE in eval
+    mode under no_grad (train.call_watch); the run's result is the same with and without it. A
+    resumed run watches the steps after its checkpoint only. Not recorded in config.json.
     """
     check_config(cfg)  # e.g. a negative adversarial_weight: refused, not trained without D
+    watch_at = check_watch(watch, watch_at, cfg.steps)
     if loss_fn is not None:
         check_loss_fn(cfg)
     device = check_device(device)  # a named device this machine lacks: one clear error, first
@@ -236,10 +246,11 @@ def train_vae(
     # one writer per folder: a second run, or a --resume of this one, is refused until it ends
     lock = run_lock(run_dir, resume=resume, is_main=world.is_main)
     with lock, global_torch_state(cfg.seed, num_threads=cfg.num_threads, device=world.device):
-        return _train_vae(cfg, Path(run_dir), data, resume, world, progress, loss_fn)
+        watching = (watch, watch_at)
+        return _train_vae(cfg, Path(run_dir), data, resume, world, progress, loss_fn, watching)
 
 
-def _train_vae(cfg, run_dir, data, resume, world, progress, loss_fn=None):
+def _train_vae(cfg, run_dir, data, resume, world, progress, loss_fn=None, watching=(None, ())):
     """train_vae inside global_torch_state (the initial weights come from cfg.seed)."""
     data = data if data is not None else twemoji("train", size=cfg.size)
     check_image_size(cfg.size, data.images, 2 ** (len(cfg.vae.channel_mult) - 1), what="VAE")
@@ -299,6 +310,9 @@ def _train_vae(cfg, run_dir, data, resume, world, progress, loss_fn=None):
         export=partial(save_vae, vae=vae),
         world=world,
         progress=progress,
+        watch_at=watching[1],
     )
+    if watching[0] is not None:
+        loop.watch = partial(call_watch, fn=watching[0], model=vae, trained=vae)
     history = fit(loop, resume=resume)
     return vae.eval(), history
