@@ -1,6 +1,7 @@
 """The training precision: chosen from the card's compute capability (faked here), checked like
 every setting, and fp16 with a gradient scaler trains and resumes exactly (on the CPU)."""
 
+import numpy as np
 import pytest
 import torch
 from helpers import tiny_data as shared_tiny_data
@@ -128,9 +129,9 @@ def test_fp16_with_a_gradient_scaler_trains_and_resumes_exactly(tmp_path, monkey
     resumed, history2 = train_vae(
         fp16_config(), tmp_path / "resumed", data=tiny_data(), resume=True, progress=False
     )
-    for k in history:
+    for k in history:  # grad_norm is nan at a step the scaler skipped: nan == nan here
         if k != "seconds":
-            assert history2[k] == history[k], k
+            np.testing.assert_array_equal(history2[k], history[k], err_msg=k)
     for (name, a), b in zip(
         straight.state_dict().items(), resumed.state_dict().values(), strict=True
     ):
