@@ -60,8 +60,19 @@ class DiscriminatorConfig:
     norm_groups: int = 8
 
 
+class TrainSettings:
+    """What both training configs share beyond their fields: `amp`, read from `precision`."""
+
+    precision: Precision
+
+    @property
+    def amp(self) -> bool:
+        """Mixed precision asked for (notebook 05's preset table prints it); the setting is `precision`."""
+        return self.precision != "fp32"
+
+
 @dataclass(frozen=True)
-class VAETrainConfig:
+class VAETrainConfig(TrainSettings):
     """Training the autoencoder: reconstruction + perceptual_weight * LPIPS + kl_weight * KL."""
 
     steps: int = 2000
@@ -105,14 +116,9 @@ class VAETrainConfig:
     precision: Precision = "fp32"
     vae: VAEConfig = field(default_factory=VAEConfig)
 
-    @property
-    def amp(self) -> bool:
-        """Mixed precision asked for (notebook 05's preset table prints it); the setting is `precision`."""
-        return self.precision != "fp32"
-
 
 @dataclass(frozen=True)
-class LDMTrainConfig:
+class LDMTrainConfig(TrainSettings):
     """Training the latent-space U-Net with the epsilon objective (DDPM eq. 14)."""
 
     steps: int = 6000
@@ -147,11 +153,6 @@ class LDMTrainConfig:
     num_threads: int = 0
     precision: Precision = "fp32"  # see VAETrainConfig.precision
     unet: UNetConfig = field(default_factory=UNetConfig)
-
-    @property
-    def amp(self) -> bool:
-        """Mixed precision asked for (notebook 05's preset table prints it); the setting is `precision`."""
-        return self.precision != "fp32"
 
 
 def vae_preset(name: str) -> VAETrainConfig:

@@ -132,9 +132,6 @@ class LatentDiffusion(nn.Module):
         generator: torch.Generator,
         cond_drop_prob: float = 0.0,
         min_snr_gamma: float = 0.0,
-        mirror: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-        eps_model: Callable[..., torch.Tensor] | None = None,
-        shard: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """The loss of one training step (LDM eq. 2: DDPM eq. 14 on scaled latents); `train_ldm`
         trains the shipped U-Nets with it.
@@ -146,33 +143,22 @@ class LatentDiffusion(nn.Module):
           2. t ~ U{0, ..., T-1}
           3. eps ~ N(0, I), the noise to predict
           4. labels -> the null class with probability cond_drop_prob (classifier-free guidance)
-          5. only with mirror = (mean, std, mirrorable) of the mirror images: each latent comes
-             from its mirror image with probability 1/2 where mirrorable (flip augmentation;
-             drawn last, so draws 1-4 are the same with and without it)
         The U-Net's dropout masks (unet.dropout > 0) come from torch's global RNG, which
         train_ldm seeds for each step from a copy of `generator` (train_ldm.ldm_step).
-        min_snr_gamma: Min-SNR weights (diffusion_loss). eps_model: the network to train (default
-        self.unet; train_ldm passes it wrapped for DDP). shard: the rows of the batch this process
-        trains on (DDP; default all of them).
+        min_snr_gamma: Min-SNR weights (diffusion_loss).
         """
         b = mean.shape[0]
         eps_z = torch.randn(mean.shape, generator=generator)  # (B, C, h, w)
         t = torch.randint(0, self.schedule.num_steps, (b,), generator=generator)  # (B,)
         noise = torch.randn(mean.shape, generator=generator)  # (B, C, h, w)
         drop = torch.rand(b, generator=generator) < cond_drop_prob  # (B,)
-        if mirror is not None:
-            mirror_mean, mirror_std, mirrorable = mirror
-            flipped = (torch.rand(b, generator=generator) < 0.5) & mirrorable  # (B,)
-            m = flipped.view(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
-            mean, std = torch.where(m, mirror_mean, mean), torch.where(m, mirror_std, std)
         z_0 = (mean + std * eps_z) * self.scale_factor  # (B, C, h, w)
         if y is not None:
             y = torch.where(drop, torch.full_like(y, self.unet.cfg.num_classes), y)  # null class
-        shard = shard or (lambda v: v)
-        z_0, t, noise = (shard(v).to(self.device) for v in (z_0, t, noise))
-        y = shard(y).to(self.device) if y is not None else None
+            y = y.to(self.device)
+        z_0, t, noise = (v.to(self.device) for v in (z_0, t, noise))
         return diffusion_loss(
-            eps_model or self.unet, z_0, t, noise, self.schedule, y, min_snr_gamma=min_snr_gamma
+            self.unet, z_0, t, noise, self.schedule, y, min_snr_gamma=min_snr_gamma
         )
 
     @torch.no_grad()

@@ -19,14 +19,20 @@ SD_SCALE_FACTOR = 0.18215  # Stable Diffusion v1/v2's value, for comparison only
 SDXL_SCALE_FACTOR = 0.13025  # SDXL's value, for comparison only
 
 
-def encoder_fingerprint(vae: VAE) -> str:
-    """sha256 of the encoder's weights: names the latent space. A U-Net records it, so it is
-    decoded only with a VAE of that encoder (decoders of one encoder, e.g. the shipped two, share
-    the space)."""
+def encoder_fingerprint(vae: VAE, images: torch.Tensor | None = None) -> str:
+    """sha256 of the encoder's weights (names, then float32 bytes, in state_dict order): names the
+    latent space. A U-Net records it (`encoder_fingerprint`), so it is decoded only with a VAE of
+    that encoder (decoders of one encoder, e.g. the shipped two, share the space).
+
+    With `images` (N, 3, H, W), their bytes follow: the fingerprint of the latents themselves
+    (q(z|x) of those images), which keys train_ldm's latent cache and init_from's check
+    (`latents_fingerprint`)."""
     h = hashlib.sha256()
     for name, tensor in vae.encoder.state_dict().items():
         h.update(name.encode())
         h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    if images is not None:
+        h.update(images.contiguous().numpy().tobytes())
     return h.hexdigest()
 
 

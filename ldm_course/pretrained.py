@@ -155,7 +155,7 @@ def load_ldm(
         schedule,
         meta["scale_factor"],
         image_size=meta["image_size"],
-        class_names=meta.get("class_names", ()),
+        class_names=meta["class_names"],
     ).eval()
 
 

@@ -89,7 +89,7 @@ def test_weights_that_are_not_finite_are_never_saved(tmp_path):
     model = torch.nn.Linear(2, 2)
     loop = train_module.Loop(
         run_dir=tmp_path,
-        config={"task": "test"},
+        inputs={"task": "test"},
         cfg=TINY_VAE,
         model=model,
         optimizer=torch.optim.AdamW(model.parameters()),
@@ -171,7 +171,7 @@ def test_fp16_steps_the_gradient_scaler_skips_are_not_refused(tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     loop = train_module.Loop(
         run_dir=tmp_path / "r",
-        config={"task": "test"},
+        inputs={"task": "test"},
         cfg=cfg,
         model=model,
         optimizer=torch.optim.AdamW(model.parameters()),

@@ -145,8 +145,8 @@ def test_the_scaler_state_is_saved_and_restored(tmp_path):
     model = torch.nn.Linear(2, 2)
     loop = train_module.Loop(
         run_dir=tmp_path,
-        config={"task": "test"},
-        cfg=None,
+        inputs={"task": "test"},
+        cfg=VAETrainConfig(),
         model=model,
         optimizer=torch.optim.AdamW(model.parameters()),
         step_fn=None,

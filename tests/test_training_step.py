@@ -1,13 +1,15 @@
 """One training step (LatentDiffusion.training_step), the one train_ldm trains with; and what a
 training call leaves behind in the caller's process: nothing but its return values."""
 
+import pytest
 import torch
 
 from ldm_course.config import LDMTrainConfig, UNetConfig, VAEConfig, VAETrainConfig
 from ldm_course.data import TensorImageDataset
 from ldm_course.diffusion import LatentDiffusion, diffusion_loss
+from ldm_course.infra.distributed import World
 from ldm_course.schedules import make_schedule
-from ldm_course.training.train_ldm import train_ldm
+from ldm_course.training.train_ldm import loop_step, train_ldm
 from ldm_course.training.train_vae import train_vae
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
@@ -29,47 +31,103 @@ def tiny_ldm(num_classes=3) -> LatentDiffusion:
     return LatentDiffusion(VAE(TINY_VAE), unet, make_schedule("linear", 50), 0.7, image_size=32)
 
 
-def test_training_step_is_the_documented_draws_and_diffusion_loss():
-    ldm = tiny_ldm()
-    gen = torch.Generator().manual_seed(0)
+def batch(seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
     mean, std = torch.randn(6, 4, 4, 4, generator=gen), torch.rand(6, 4, 4, 4, generator=gen)
-    y = torch.tensor([0, 1, 2, 0, 1, 2])
-    mirror_mean, mirror_std = torch.randn(6, 4, 4, 4, generator=gen), std.flip(0)
-    mirrorable = torch.tensor([True, True, True, False, False, True])
-    loss = ldm.training_step(
-        mean,
-        std,
-        y,
-        generator=torch.Generator().manual_seed(0),
-        cond_drop_prob=0.5,
-        min_snr_gamma=5.0,
-        mirror=(mirror_mean, mirror_std, mirrorable),
-    )
-    # the same step by hand, draws in the docstring's order
-    g = torch.Generator().manual_seed(0)
+    return mean, std, torch.tensor([0, 1, 2, 0, 1, 2])
+
+
+def by_hand(ldm, mean, std, y, *, seed, mirror=None):
+    """The step by hand, draws in the docstrings' order (the fifth, the flip coins, with mirror)."""
+    g = torch.Generator().manual_seed(seed)
     eps_z = torch.randn(6, 4, 4, 4, generator=g)
     t = torch.randint(0, 50, (6,), generator=g)
     noise = torch.randn(6, 4, 4, 4, generator=g)
     drop = torch.rand(6, generator=g) < 0.5
-    flipped = (torch.rand(6, generator=g) < 0.5) & mirrorable
-    mu = torch.stack([mirror_mean[i] if flipped[i] else mean[i] for i in range(6)])
-    sigma = torch.stack([mirror_std[i] if flipped[i] else std[i] for i in range(6)])
+    mu, sigma, flipped = mean, std, None
+    if mirror is not None:
+        flipped = (torch.rand(6, generator=g) < 0.5) & mirror[2]
+        mu = torch.stack([mirror[0][i] if flipped[i] else mean[i] for i in range(6)])
+        sigma = torch.stack([mirror[1][i] if flipped[i] else std[i] for i in range(6)])
     z_0 = 0.7 * (mu + sigma * eps_z)
     y_used = torch.where(drop, torch.full_like(y, 3), y)
-    expected = diffusion_loss(ldm.unet, z_0, t, noise, ldm.schedule, y_used, min_snr_gamma=5.0)
-    assert flipped.any() and (~flipped).any() and drop.any() and (~drop).any()  # both branches
+    assert drop.any() and (~drop).any()  # both branches
+    loss = diffusion_loss(ldm.unet, z_0, t, noise, ldm.schedule, y_used, min_snr_gamma=5.0)
+    return loss, flipped
+
+
+CFG = LDMTrainConfig(cond_drop_prob=0.5, min_snr_gamma=5.0)
+
+
+def test_training_step_is_the_documented_draws_and_diffusion_loss():
+    ldm = tiny_ldm()
+    mean, std, y = batch()
+    gen = torch.Generator().manual_seed(0)
+    loss = ldm.training_step(mean, std, y, generator=gen, cond_drop_prob=0.5, min_snr_gamma=5.0)
+    expected, _ = by_hand(ldm, mean, std, y, seed=0)
     torch.testing.assert_close(loss, expected, rtol=0, atol=0)
 
 
-def test_without_mirror_the_first_four_draws_are_the_same():
+def test_the_loops_step_with_flip_is_training_steps_draws_then_the_coins():
     ldm = tiny_ldm()
-    mean, std = torch.randn(4, 4, 4, 4), torch.rand(4, 4, 4, 4)
-    plain = ldm.training_step(mean, std, generator=torch.Generator().manual_seed(1))
-    same_images = (mean, std, torch.ones(4, dtype=torch.bool))  # mirror images equal to images
-    mirrored = ldm.training_step(
-        mean, std, generator=torch.Generator().manual_seed(1), mirror=same_images
+    mean, std, y = batch()
+    gen = torch.Generator().manual_seed(0)
+    mirror = (torch.randn(6, 4, 4, 4, generator=gen), std.flip(0))
+    mirror += (torch.tensor([True, True, True, False, False, True]),)
+    gen = torch.Generator().manual_seed(0)
+    loss = loop_step(ldm, ldm.unet, mean, std, y, gen, cfg=CFG, mirror=mirror, world=World())
+    expected, flipped = by_hand(ldm, mean, std, y, seed=0, mirror=mirror)
+    assert flipped.any() and (~flipped).any()
+    torch.testing.assert_close(loss, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_the_loops_step_without_flip_or_with_symmetric_images_is_training_step(mirrored):
+    """loop_step repeats training_step's four draws: without flip (one process) it is the same
+    loss to the bit, and with mirror images equal to the images, too (the coins come last)."""
+    ldm = tiny_ldm()
+    mean, std, y = batch(1)
+    mirror = (mean, std, torch.ones(6, dtype=torch.bool)) if mirrored else None
+    ours = loop_step(
+        ldm,
+        ldm.unet,
+        mean,
+        std,
+        y,
+        torch.Generator().manual_seed(1),
+        cfg=CFG,
+        mirror=mirror,
+        world=World(),
     )
-    assert torch.equal(plain, mirrored)
+    gen = torch.Generator().manual_seed(1)
+    theirs = ldm.training_step(mean, std, y, generator=gen, cond_drop_prob=0.5, min_snr_gamma=5.0)
+    assert torch.equal(ours, theirs)
+
+
+def test_the_loops_step_on_two_shards_averages_to_the_whole_batch():
+    """DDP: each of two processes trains its rows of the global batch's draws; the mean of their
+    losses is the loss of the whole batch on one process."""
+    ldm = tiny_ldm()
+    mean, std, y = batch(2)
+    cfg = LDMTrainConfig(cond_drop_prob=0.5)  # L_simple: a plain mean over the rows
+    losses = [
+        loop_step(
+            ldm,
+            ldm.unet,
+            mean,
+            std,
+            y,
+            torch.Generator().manual_seed(2),
+            cfg=cfg,
+            mirror=None,
+            world=World(rank=r, size=2),
+        )
+        for r in (0, 1)
+    ]
+    whole = ldm.training_step(
+        mean, std, y, generator=torch.Generator().manual_seed(2), cond_drop_prob=0.5
+    )
+    torch.testing.assert_close((losses[0] + losses[1]) / 2, whole, rtol=1e-6, atol=0)
 
 
 def ldm_config(**kw) -> LDMTrainConfig:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ldm_course.config import to_dict
 from ldm_course.infra.checkpoint import (
     load_json,
     load_optimizer,
@@ -248,15 +249,23 @@ def network_rng(gen: torch.Generator, device: torch.device) -> Iterator[None]:
         yield
 
 
+def run_config(cfg: Any, inputs: dict) -> dict:
+    """config.json: the task, every setting of `cfg`, then what the run trained on (`inputs`, e.g.
+    the data's fingerprint). A resume must match it (run_folder.check_same_run)."""
+    return {"task": inputs["task"], **to_dict(cfg), **inputs}
+
+
 @dataclass
 class Loop:
-    """What `fit` needs. `cfg` is a VAETrainConfig or LDMTrainConfig (steps, seed, lr schedule,
-    logging, checkpoint intervals, precision); `step_fn(step, generator) -> (loss, parts)` is one
-    forward pass (fit runs it under autocast when the precision is bf16 or fp16)."""
+    """One run, as `fit` needs it. `cfg` is a VAETrainConfig or LDMTrainConfig (steps, seed, lr
+    schedule, logging, checkpoint intervals, precision, max_grad_norm); `inputs` what the run
+    trains on besides its settings ("task", data and latent fingerprints: run_config);
+    `step_fn(step, generator) -> (loss, parts)` is one forward pass (fit runs it under autocast
+    when the precision is bf16 or fp16)."""
 
     run_dir: Path
-    config: dict  # written to config.json; a resume must match it
     cfg: Any
+    inputs: dict
     model: nn.Module  # the unwrapped model (what is saved)
     optimizer: torch.optim.Optimizer
     step_fn: Callable[[int, torch.Generator], tuple[torch.Tensor, dict[str, float]]]
@@ -268,6 +277,11 @@ class Loop:
     update_fn: UpdateFn | None = None  # in place of optimizer_update (no scaler: not for fp16)
     watch: Callable[[int], None] | None = None  # call_watch for one step, on the main process
     watch_at: tuple[int, ...] = ()  # steps (0..cfg.steps) watch is called after
+
+    @property
+    def config(self) -> dict:
+        """What config.json holds (run_config)."""
+        return run_config(self.cfg, self.inputs)
 
     def lr_at(self, step: int) -> float:
         c = self.cfg
@@ -410,13 +424,13 @@ def restore(
     this one (in its settings or in what it trained on) or that trained in another precision."""
     check_same_run(load_json(run_dir / "config.json"), loop.config, run_dir)
     tensors, meta = load_tensors(run_dir / "checkpoint.safetensors")
-    before = meta.get("precision", "fp32")  # older checkpoints: fp32 or bf16, never scaled
+    before = meta["precision"]
     if before != precision:
         raise ValueError(
             f"--resume: {run_dir} trained in {before}, this device would continue in {precision}; "
             f"resume it with --set precision={before} (or on a device that supports it)"
         )
-    if scaler is not None and scaler.is_enabled() and "grad_scaler" in meta:
+    if scaler is not None and scaler.is_enabled():  # fp16: saved with its scaler's state
         scaler.load_state_dict(meta["grad_scaler"])
     load_weights(loop.model, _strip(tensors, "model."), source=str(run_dir))
     load_optimizer(

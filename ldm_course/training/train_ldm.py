@@ -1,7 +1,6 @@
 """Train the latent U-Net (notebook 04, `ldm-course train-ldm`): encode the training images once,
 measure the scale factor, then epsilon-prediction on scaled latents with EMA and label dropout."""
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -12,7 +11,7 @@ import torch
 from ldm_course.config import LDMTrainConfig, UNetConfig, to_dict
 from ldm_course.course.viz import image_grid, plot_history, save_figure
 from ldm_course.data import TensorImageDataset, classes_in_turn, twemoji
-from ldm_course.diffusion import LatentDiffusion
+from ldm_course.diffusion import LatentDiffusion, diffusion_loss
 from ldm_course.infra.checkpoint import load_tensors, save_tensors
 from ldm_course.infra.device import check_device
 from ldm_course.infra.distributed import World, wrap
@@ -33,6 +32,7 @@ from ldm_course.training.train import (
     global_torch_state,
     group_batch_indices,
     network_rng,
+    run_config,
 )
 from ldm_course.unet import UNet
 from ldm_course.vae import VAE
@@ -43,16 +43,6 @@ LDMStepFn = Callable[..., torch.Tensor]
 PREVIEW_STEPS = 25  # DDIM steps of samples.png (write_samples), every sample_every steps
 
 
-def fingerprint(vae: VAE, images: torch.Tensor) -> str:
-    """sha256 of the encoder's weights and the images: what the cached latents depend on."""
-    h = hashlib.sha256()
-    for name, tensor in vae.encoder.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    h.update(images.contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 @torch.no_grad()
 def cache_latents(
     vae: VAE, images: torch.Tensor, path: Path, *, batch_size: int = 256, key: str = ""
@@ -61,10 +51,10 @@ def cache_latents(
 
     Training draws z = mean + std * eps afresh each step, so caching loses nothing. The cache is
     reused only if it was made by the same encoder weights from the same images; otherwise (another
-    VAE passed to the same run folder, other data) it is recomputed. `key`: their `fingerprint`,
-    if the caller has it already.
+    VAE passed to the same run folder, other data) it is recomputed. `key`: their fingerprint,
+    encoder_fingerprint(vae, images), if the caller has it already.
     """
-    key = key or fingerprint(vae, images)
+    key = key or encoder_fingerprint(vae, images)
     if path.exists():
         tensors, meta = load_tensors(path)
         if meta.get("fingerprint") == key:
@@ -210,12 +200,13 @@ def ldm_step(
     step_fn: LDMStepFn | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The batch of `step` (a function of the seed and the step), then LatentDiffusion.training_step
-    (or the learner's step_fn, given the same batch and generator).
+    (or the learner's step_fn, given the same batch and generator); with flip or several processes,
+    loop_step: training_step's draws and loss with the loop's own additions.
 
     Every random draw is a function of (cfg.seed, step), in this order:
       1. the batch: batch_indices / group_batch_indices (generators of their own, per epoch)
-      2. `gen`, the step's generator: the draws training_step lists (posterior sample, t, noise,
-         label dropout, mirror coins)
+      2. `gen`, the step's generator: the four draws training_step lists (posterior sample, t,
+         noise, label dropout), then with flip the mirror coins (loop_step)
       3. the U-Net's own draws (dropout masks): torch's global RNG, seeded for this step from a
          copy of `gen` (network_rng) and restored afterwards
     """
@@ -230,20 +221,59 @@ def ldm_step(
     with network_rng(gen, world.device):
         if step_fn is not None:
             loss = step_fn(ldm, mean, std, y, generator=gen, cond_drop_prob=cfg.cond_drop_prob)
-            return loss, {"loss": loss.item()}
-        mirror = tuple(v[idx] for v in latents.mirror) if latents.mirror is not None else None
-        loss = ldm.training_step(
-            mean,
-            std,
-            y,
-            generator=gen,
-            cond_drop_prob=cfg.cond_drop_prob,
-            min_snr_gamma=cfg.min_snr_gamma,
-            mirror=mirror,
-            eps_model=model,  # the U-Net, wrapped for DDP on several GPUs
-            shard=world.shard,
-        )
+        elif latents.mirror is None and world.size == 1:
+            loss = ldm.training_step(
+                mean,
+                std,
+                y,
+                generator=gen,
+                cond_drop_prob=cfg.cond_drop_prob,
+                min_snr_gamma=cfg.min_snr_gamma,
+            )
+        else:
+            mirror = tuple(v[idx] for v in latents.mirror) if latents.mirror is not None else None
+            loss = loop_step(ldm, model, mean, std, y, gen, cfg=cfg, mirror=mirror, world=world)
     return loss, {"loss": loss.item()}
+
+
+def loop_step(
+    ldm: LatentDiffusion,
+    model: torch.nn.Module,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    y: torch.Tensor | None,
+    gen: torch.Generator,
+    *,
+    cfg: LDMTrainConfig,
+    mirror: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+    world: World,
+) -> torch.Tensor:
+    """LatentDiffusion.training_step, draw for draw, with what only the training loop needs:
+    - flip (mirror = the mirror images' posterior mean and std (B, C, h, w), and mirrorable
+      (B,)): a fifth draw, a coin per image; where it lands and the image is mirrorable, the
+      latent comes from the mirror image. Drawn after the four of training_step, so those are
+      the same with and without flip (a run with flip=False matches one without the option).
+    - DDP: the draws are those of the global batch; this process trains rows world.shard(...)
+      through `model`, the U-Net wrapped in DistributedDataParallel, so N processes compute the
+      gradient of one process on the whole batch.
+    tests/test_training_step.py checks that without flip, on one process, it equals training_step.
+    """
+    b = mean.shape[0]
+    eps_z = torch.randn(mean.shape, generator=gen)  # (B, C, h, w)  draws 1-4: training_step's
+    t = torch.randint(0, ldm.schedule.num_steps, (b,), generator=gen)  # (B,)
+    noise = torch.randn(mean.shape, generator=gen)  # (B, C, h, w)
+    drop = torch.rand(b, generator=gen) < cfg.cond_drop_prob  # (B,)
+    if mirror is not None:
+        mirror_mean, mirror_std, mirrorable = mirror
+        flipped = (torch.rand(b, generator=gen) < 0.5) & mirrorable  # (B,)  draw 5
+        m = flipped.view(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
+        mean, std = torch.where(m, mirror_mean, mean), torch.where(m, mirror_std, std)
+    z_0 = (mean + std * eps_z) * ldm.scale_factor  # (B, C, h, w)
+    if y is not None:
+        y = torch.where(drop, torch.full_like(y, ldm.unet.cfg.num_classes), y)  # null class
+        y = world.shard(y).to(ldm.device)  # (B / world,)
+    z_0, t, noise = (world.shard(v).to(ldm.device) for v in (z_0, t, noise))  # B / world rows
+    return diffusion_loss(model, z_0, t, noise, ldm.schedule, y, min_snr_gamma=cfg.min_snr_gamma)
 
 
 def build(unet_cfg: UNetConfig, build_unet: Callable[[UNetConfig], UNet] | None) -> UNet:
@@ -331,104 +361,96 @@ def train_ldm(
     run's result is the same with and without it. A resumed run watches the steps after its
     checkpoint only.
     """
-    check_config(cfg)
+    check_config(cfg)  # every setting's range (--set checks them as it parses, too)
     watch_at = check_watch(watch, watch_at, cfg.steps)
-    device = check_device(device)  # a named device this machine lacks: one clear error, first
-    world = world or World(device=device)
+    if world is None:  # a World from setup_world has a checked device already
+        world = World(device=check_device(device))  # a device this machine lacks: one clear error
     if step_fn is not None:
         check_step_fn(cfg, world)
-    # one writer per folder: a second run, or a --resume of this one, is refused until it ends
+    run_dir = Path(run_dir)
+    # one writer per folder: a second run, or a --resume of this one, is refused until it ends;
+    # inside global_torch_state the initial weights come from cfg.seed
     lock = run_lock(run_dir, resume=resume, is_main=world.is_main)
     with lock, global_torch_state(cfg.seed, num_threads=cfg.num_threads, device=world.device):
-        hooks = dict(step_fn=step_fn, build_unet=build_unet, update_fn=update_fn)
-        hooks.update(watch=watch, watch_at=watch_at)
-        return _train_ldm(cfg, Path(run_dir), vae, vae_source, data, resume, world, progress, hooks)
-
-
-def _train_ldm(cfg, run_dir, vae, vae_source, data, resume, world, progress, hooks):
-    """train_ldm inside global_torch_state (the initial weights come from cfg.seed)."""
-    data = data if data is not None else twemoji("train", size=cfg.size, labels=cfg.labels)
-    cfg = check_run(cfg, data, vae)
-    if cfg.sample_by == "group" and data.groups is None:
-        raise ValueError(
-            "sample_by='group' needs a dataset with groups (the built-in Twemoji has them); "
-            "use sample_by=image for this data"
+        data = data if data is not None else twemoji("train", size=cfg.size, labels=cfg.labels)
+        cfg = check_run(cfg, data, vae)
+        if cfg.sample_by == "group" and data.groups is None:
+            raise ValueError(
+                "sample_by='group' needs a dataset with groups (the built-in Twemoji has them); "
+                "use sample_by=image for this data"
+            )
+        if cfg.sample_by == "group":
+            check_batch_size(cfg.batch_size, int(data.groups.max()) + 1, "groups")
+        else:
+            check_batch_size(cfg.batch_size, len(data), "images")
+        vae = vae.to(world.device).eval().requires_grad_(False)
+        latents_key = encoder_fingerprint(vae, data.images)
+        inputs = {"task": "ldm", "vae_source": vae_source, "data": dataset_fingerprint(data)}
+        inputs["latents"] = latents_key
+        prepare_run_dir(run_dir, run_config(cfg, inputs), resume=resume, is_main=world.is_main)
+        mean, std = cache_latents(
+            vae, data.images, run_dir / "latents.safetensors", key=latents_key
         )
-    if cfg.sample_by == "group":
-        check_batch_size(cfg.batch_size, int(data.groups.max()) + 1, "groups")
-    else:
-        check_batch_size(cfg.batch_size, len(data), "images")
-    vae = vae.to(world.device).eval().requires_grad_(False)
-    latents_key = fingerprint(vae, data.images)
-    config = {
-        "task": "ldm",
-        "vae_source": vae_source,
-        **to_dict(cfg),
-        "data": dataset_fingerprint(data),
-        "latents": latents_key,
-    }
-    prepare_run_dir(run_dir, config, resume=resume, is_main=world.is_main)
-    mean, std = cache_latents(vae, data.images, run_dir / "latents.safetensors", key=latents_key)
-    # seed 0 whatever cfg.seed: the factor belongs to the VAE and data, not to the run
-    z_all = mean + std * torch.randn(mean.shape, generator=torch.Generator().manual_seed(0))
-    scale_factor = estimate_scale_factor(z_all)
-    num_classes = data.num_classes if cfg.conditional else None
-    latents = TrainingLatents(mean, std, data.labels if num_classes else None, data.groups)
-    if cfg.flip:  # the encoder is not mirror-equivariant: encode the mirror images too
-        mean_m, std_m = cache_latents(
-            vae, data.images.flip(-1), run_dir / "latents-mirrored.safetensors"
-        )  # (N, C, h, w) each
-        mirrorable = data.mirrorable  # (N,) bools; None: every image
-        if mirrorable is None:
-            mirrorable = torch.ones(len(mean), dtype=torch.bool)
-        latents.mirror = (mean_m, std_m, mirrorable)
+        # seed 0 whatever cfg.seed: the factor belongs to the VAE and data, not to the run
+        z_all = mean + std * torch.randn(mean.shape, generator=torch.Generator().manual_seed(0))
+        scale_factor = estimate_scale_factor(z_all)
+        num_classes = data.num_classes if cfg.conditional else None
+        latents = TrainingLatents(mean, std, data.labels if num_classes else None, data.groups)
+        if cfg.flip:  # the encoder is not mirror-equivariant: encode the mirror images too
+            mean_m, std_m = cache_latents(
+                vae, data.images.flip(-1), run_dir / "latents-mirrored.safetensors"
+            )  # (N, C, h, w) each
+            mirrorable = data.mirrorable  # (N,) bools; None: every image
+            if mirrorable is None:
+                mirrorable = torch.ones(len(mean), dtype=torch.bool)
+            latents.mirror = (mean_m, std_m, mirrorable)
 
-    unet_cfg = replace(cfg.unet, num_classes=num_classes)
-    unet = build(unet_cfg, hooks["build_unet"]).to(world.device)  # initial weights: cfg.seed
-    if cfg.init_from:
-        init_weights(unet, cfg, scale_factor, latents_key)
-    schedule = make_schedule(cfg.schedule, cfg.num_train_timesteps)
-    ldm = LatentDiffusion(
-        vae, unet, schedule, scale_factor, image_size=cfg.size, class_names=data.class_names
-    )
-    ema = EMA(unet, cfg.ema_decay)
-    meta = {
-        "kind": "unet",
-        "config": to_dict(unet_cfg),
-        "scale_factor": scale_factor,
-        "latents_fingerprint": latents_key,  # encoder weights + training images (init_from)
-        "encoder_fingerprint": encoder_fingerprint(vae),  # the latent space (sample --vae)
-        "schedule": cfg.schedule,
-        "num_train_timesteps": cfg.num_train_timesteps,
-        "image_size": cfg.size,
-        "vae_source": vae_source,
-        "class_names": list(data.class_names),
-    }
-    loop = Loop(
-        run_dir=run_dir,
-        config=config,
-        cfg=cfg,
-        model=unet,
-        optimizer=torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0),
-        step_fn=partial(
-            ldm_step,
-            ldm=ldm,
-            model=wrap(unet, world),
-            latents=latents,
+        unet_cfg = replace(cfg.unet, num_classes=num_classes)
+        unet = build(unet_cfg, build_unet).to(world.device)  # initial weights: cfg.seed
+        if cfg.init_from:
+            init_weights(unet, cfg, scale_factor, latents_key)
+        schedule = make_schedule(cfg.schedule, cfg.num_train_timesteps)
+        ldm = LatentDiffusion(
+            vae, unet, schedule, scale_factor, image_size=cfg.size, class_names=data.class_names
+        )
+        ema = EMA(unet, cfg.ema_decay)
+        meta = {
+            "kind": "unet",
+            "config": to_dict(unet_cfg),
+            "scale_factor": scale_factor,
+            "latents_fingerprint": latents_key,  # encoder weights + training images (init_from)
+            "encoder_fingerprint": encoder_fingerprint(vae),  # the latent space (sample --vae)
+            "schedule": cfg.schedule,
+            "num_train_timesteps": cfg.num_train_timesteps,
+            "image_size": cfg.size,
+            "vae_source": vae_source,
+            "class_names": list(data.class_names),
+        }
+        loop = Loop(
+            run_dir=run_dir,
             cfg=cfg,
+            inputs=inputs,
+            model=unet,
+            optimizer=torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0),
+            step_fn=partial(
+                ldm_step,
+                ldm=ldm,
+                model=wrap(unet, world),
+                latents=latents,
+                cfg=cfg,
+                world=world,
+                step_fn=step_fn,
+            ),
+            ema=ema,
+            artifacts=partial(write_samples, ldm=ldm, ema=ema, run_dir=run_dir),
+            export=partial(save_unet, ema=ema, meta=meta),
             world=world,
-            step_fn=hooks["step_fn"],
-        ),
-        ema=ema,
-        artifacts=partial(write_samples, ldm=ldm, ema=ema, run_dir=run_dir),
-        export=partial(save_unet, ema=ema, meta=meta),
-        world=world,
-        progress=progress,
-        update_fn=hooks["update_fn"],
-        watch_at=hooks["watch_at"],
-    )
-    if hooks["watch"] is not None:
-        loop.watch = partial(call_watch, fn=hooks["watch"], model=ldm, ema=ema, trained=unet)
-    history = fit(loop, resume=resume)
-    ema.copy_to(unet)
-    return ldm.eval(), history
+            progress=progress,
+            update_fn=update_fn,
+            watch_at=watch_at,
+        )
+        if watch is not None:
+            loop.watch = partial(call_watch, fn=watch, model=ldm, ema=ema, trained=unet)
+        history = fit(loop, resume=resume)
+        ema.copy_to(unet)
+        return ldm.eval(), history

@@ -26,6 +26,7 @@ from ldm_course.training.train import (
     fit,
     global_torch_state,
     network_rng,
+    run_config,
 )
 from ldm_course.vae import VAE, DiagonalGaussian, vae_loss
 
@@ -241,78 +242,76 @@ def train_vae(
     watch_at = check_watch(watch, watch_at, cfg.steps)
     if loss_fn is not None:
         check_loss_fn(cfg)
-    device = check_device(device)  # a named device this machine lacks: one clear error, first
-    world = world or World(device=device)
-    # one writer per folder: a second run, or a --resume of this one, is refused until it ends
+    if world is None:  # a World from setup_world has a checked device already
+        world = World(device=check_device(device))  # a device this machine lacks: one clear error
+    run_dir = Path(run_dir)
+    # one writer per folder: a second run, or a --resume of this one, is refused until it ends;
+    # inside global_torch_state the initial weights come from cfg.seed
     lock = run_lock(run_dir, resume=resume, is_main=world.is_main)
     with lock, global_torch_state(cfg.seed, num_threads=cfg.num_threads, device=world.device):
-        watching = (watch, watch_at)
-        return _train_vae(cfg, Path(run_dir), data, resume, world, progress, loss_fn, watching)
+        data = data if data is not None else twemoji("train", size=cfg.size)
+        check_image_size(cfg.size, data.images, 2 ** (len(cfg.vae.channel_mult) - 1), what="VAE")
+        check_batch_size(cfg.batch_size, len(data), "images")
+        inputs = {"task": "vae", "data": dataset_fingerprint(data)}
+        prepare_run_dir(run_dir, run_config(cfg, inputs), resume=resume, is_main=world.is_main)
+        vae = VAE(cfg.vae).to(
+            world.device
+        )  # initial weights from the global RNG, seeded by cfg.seed
+        if cfg.init_from:
+            init_vae(vae, cfg.init_from)
+        model = wrap(vae, world)
+        # with the adversarial term, the checkpoint and the optimizer hold the discriminator too (its
+        # own Adam betas, as in Taming): a resumed run continues both players exactly
+        saved: torch.nn.Module = vae
+        groups = [{"params": list(vae.parameters()), "betas": (0.9, 0.99)}]
+        disc = None
+        if cfg.adversarial_weight > 0:
+            if world.size > 1:
+                raise ValueError(
+                    "adversarial_weight > 0 needs a single process (the discriminator is not "
+                    "synchronised across ranks); run it without torchrun"
+                )
+            disc = PatchDiscriminator(cfg.disc).to(world.device)
+            saved = torch.nn.ModuleDict({"vae": vae, "disc": disc})
+            groups.append({"params": list(disc.parameters()), "betas": (0.5, 0.9)})
+        lpips = None
+        if cfg.perceptual_weight > 0:
+            from ldm_course.perceptual import LPIPS
 
-
-def _train_vae(cfg, run_dir, data, resume, world, progress, loss_fn=None, watching=(None, ())):
-    """train_vae inside global_torch_state (the initial weights come from cfg.seed)."""
-    data = data if data is not None else twemoji("train", size=cfg.size)
-    check_image_size(cfg.size, data.images, 2 ** (len(cfg.vae.channel_mult) - 1), what="VAE")
-    check_batch_size(cfg.batch_size, len(data), "images")
-    config = {"task": "vae", **to_dict(cfg), "data": dataset_fingerprint(data)}
-    prepare_run_dir(run_dir, config, resume=resume, is_main=world.is_main)
-    vae = VAE(cfg.vae).to(world.device)  # initial weights from the global RNG, seeded by cfg.seed
-    if cfg.init_from:
-        init_vae(vae, cfg.init_from)
-    model = wrap(vae, world)
-    # with the adversarial term, the checkpoint and the optimizer hold the discriminator too (its
-    # own Adam betas, as in Taming): a resumed run continues both players exactly
-    saved: torch.nn.Module = vae
-    groups = [{"params": list(vae.parameters()), "betas": (0.9, 0.99)}]
-    disc = None
-    if cfg.adversarial_weight > 0:
-        if world.size > 1:
+            lpips = LPIPS(net=cfg.perceptual_net, check_range=False)  # recons overshoot early
+            lpips = lpips.to(world.device)
+        if (cfg.freeze_encoder_at or not cfg.train_encoder) and world.size > 1:
             raise ValueError(
-                "adversarial_weight > 0 needs a single process (the discriminator is not "
-                "synchronised across ranks); run it without torchrun"
+                "freeze_encoder_at needs a single process (DDP expects every parameter to "
+                "receive a gradient); set freeze_encoder_at=0 for multi-GPU runs"
             )
-        disc = PatchDiscriminator(cfg.disc).to(world.device)
-        saved = torch.nn.ModuleDict({"vae": vae, "disc": disc})
-        groups.append({"params": list(disc.parameters()), "betas": (0.5, 0.9)})
-    lpips = None
-    if cfg.perceptual_weight > 0:
-        from ldm_course.perceptual import LPIPS
-
-        lpips = LPIPS(net=cfg.perceptual_net, check_range=False)  # recons overshoot early
-        lpips = lpips.to(world.device)
-    if (cfg.freeze_encoder_at or not cfg.train_encoder) and world.size > 1:
-        raise ValueError(
-            "freeze_encoder_at needs a single process (DDP expects every parameter to "
-            "receive a gradient); set freeze_encoder_at=0 for multi-GPU runs"
+        images = data.images
+        preview = images[:: max(1, len(images) // 8)][:8].to(world.device)  # fixed images to watch
+        step_fn = partial(
+            vae_step,
+            vae=vae,
+            model=model,
+            images=images,
+            lpips=lpips,
+            disc=disc,
+            cfg=cfg,
+            world=world,
+            loss_fn=loss_fn,
         )
-    images = data.images
-    preview = images[:: max(1, len(images) // 8)][:8].to(world.device)  # fixed images to watch
-    step_fn = partial(
-        vae_step,
-        vae=vae,
-        model=model,
-        images=images,
-        lpips=lpips,
-        disc=disc,
-        cfg=cfg,
-        world=world,
-        loss_fn=loss_fn,
-    )
-    loop = Loop(
-        run_dir=run_dir,
-        config=config,
-        cfg=cfg,
-        model=saved,
-        optimizer=torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0),
-        step_fn=step_fn,
-        artifacts=partial(write_reconstructions, vae=vae, preview=preview, run_dir=run_dir),
-        export=partial(save_vae, vae=vae),
-        world=world,
-        progress=progress,
-        watch_at=watching[1],
-    )
-    if watching[0] is not None:
-        loop.watch = partial(call_watch, fn=watching[0], model=vae, trained=vae)
-    history = fit(loop, resume=resume)
-    return vae.eval(), history
+        loop = Loop(
+            run_dir=run_dir,
+            cfg=cfg,
+            inputs=inputs,
+            model=saved,
+            optimizer=torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0),
+            step_fn=step_fn,
+            artifacts=partial(write_reconstructions, vae=vae, preview=preview, run_dir=run_dir),
+            export=partial(save_vae, vae=vae),
+            world=world,
+            progress=progress,
+            watch_at=watch_at,
+        )
+        if watch is not None:
+            loop.watch = partial(call_watch, fn=watch, model=vae, trained=vae)
+        history = fit(loop, resume=resume)
+        return vae.eval(), history
