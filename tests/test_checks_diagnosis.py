@@ -48,7 +48,7 @@ def step(*, eps_z=None, t_high=0, z0_fn=None, loss_fn=F.mse_loss, change_std=Fal
         y = torch.where(drop, model.unet.cfg.num_classes, y)
         if to_device:
             z_0, t, noise, y = (v.to(model.device) for v in (z_0, t, noise, y))
-        z_t = q_sample_right(z_0, t, noise, model.schedule.alpha_bar.to(z_0.device))
+        z_t = q_sample_as_in_the_notebook(z_0, t, noise, model.schedule.alpha_bar.to(z_0.device))
         return loss_fn(model.unet(z_t, t, y), noise)
 
     return fn

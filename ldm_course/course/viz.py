@@ -113,8 +113,9 @@ def histograms(z: torch.Tensor, *, bins: int = 60, title: str | None = None):
 def plot_history(
     history: dict[str, Sequence[float]], *, keys: Sequence[str] | None = None, logy: bool = True
 ):
-    """Loss curves from a training history (the dict `fit` returns)."""
-    keys = keys or [k for k in history if k not in ("step", "seconds")]
+    """Loss curves from a training history (the dict `fit` returns); by default every loss term,
+    not the step, the seconds or the gradient norm (pass keys=["grad_norm"] to see it)."""
+    keys = keys or [k for k in history if k not in ("step", "seconds", "grad_norm")]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 2.8), squeeze=False)
     for ax, k in zip(axes[0], keys, strict=True):
         ax.plot(history["step"], history[k], color="C0")
