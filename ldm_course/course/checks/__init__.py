@@ -64,17 +64,6 @@ from ldm_course.course.checks.sampling import (
     reference_slerp,
 )
 from ldm_course.course.checks.time_limit import TIME_LIMIT
-from ldm_course.course.checks.vae import (
-    KL_MISCONCEPTIONS,
-    REPARAMETERIZE_MISCONCEPTIONS,
-    VAE_LOSS_MISCONCEPTIONS,
-    check_kl,
-    check_reparameterize,
-    check_vae_loss,
-    reference_kl,
-    reference_reparameterize,
-    reference_vae_loss,
-)
 from ldm_course.course.checks.unet_parts import (
     DDPM_MISCONCEPTIONS,
     EMBEDDING_MISCONCEPTIONS,
@@ -85,6 +74,17 @@ from ldm_course.course.checks.unet_parts import (
     reference_ddpm_step,
     reference_res_block,
     reference_timestep_embedding,
+)
+from ldm_course.course.checks.vae import (
+    KL_MISCONCEPTIONS,
+    REPARAMETERIZE_MISCONCEPTIONS,
+    VAE_LOSS_MISCONCEPTIONS,
+    check_kl,
+    check_reparameterize,
+    check_vae_loss,
+    reference_kl,
+    reference_reparameterize,
+    reference_vae_loss,
 )
 
 # every check and the wrong answers it recognises (the tests pass each one to its check)
