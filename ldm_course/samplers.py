@@ -206,10 +206,13 @@ def ddpm_sample(
     callback: Callback | None = None,
     progress: bool = True,
     x_T: torch.Tensor | None = None,
+    step_fn: Callable[..., torch.Tensor] = ddpm_step,
 ) -> torch.Tensor:
     """Ancestral sampling (DDPM, Ho et al. 2020, algorithm 2): x_T ~ N(0, I), then ddpm_step for
     t = T-1, ..., 0. Returns x_0 of the given shape.
 
+    step_fn(x_t, eps, t, schedule, *, generator) -> x_{t-1} replaces ddpm_step (notebook 04 samples
+    with the learner's step).
     ``callback(i, t, x_t, pred_x0)`` is called at every step i = 0..T-1 with the sample *entering*
     the step and its pred_x0. device defaults to x_T's, else the generator's, else the CPU.
     """
@@ -221,7 +224,7 @@ def ddpm_sample(
         eps = eps_fn(x, t_batch)  # (B, C, H, W)
         if callback is not None:
             callback(i, t, x, predict_x0(x, eps, t, schedule))
-        x = ddpm_step(x, eps, t, schedule, generator=generator)  # (B, C, H, W)
+        x = step_fn(x, eps, t, schedule, generator=generator)  # (B, C, H, W)
     return x
 
 

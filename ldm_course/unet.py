@@ -2,6 +2,8 @@
 sinusoidal time embedding, time-conditioned ResBlocks, self-attention at low resolution, skip
 connections, optional class conditioning with a null class for classifier-free guidance."""
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,10 +30,11 @@ class UNetLevel(nn.Module):
         attention: bool,
         cfg: UNetConfig,
         temb_dim: int,
+        res_block: type[nn.Module] = ResBlock,
     ):
         super().__init__()
         self.blocks = nn.ModuleList(
-            ResBlock(
+            res_block(
                 c, out_channels, groups=cfg.norm_groups, temb_dim=temb_dim, dropout=cfg.dropout
             )
             for c in in_channels
@@ -49,9 +52,20 @@ class UNet(nn.Module):
 
     H and W must be multiples of 2**(len(channel_mult) - 1). With `num_classes` set, y = num_classes
     (or y=None) is the null class: the unconditional model used by classifier-free guidance.
+
+    res_block and time_embedding (notebook 04 builds the U-Net with the learner's own) replace
+    blocks.ResBlock and blocks.timestep_embedding: res_block(c_in, c_out, *, groups, temb_dim,
+    dropout) must make the same parameters, so state_dict keys and checkpoints stay the same;
+    time_embedding(t (B,), dim) -> (B, dim).
     """
 
-    def __init__(self, cfg: UNetConfig = UNetConfig()):
+    def __init__(
+        self,
+        cfg: UNetConfig = UNetConfig(),
+        *,
+        res_block: type[nn.Module] = ResBlock,
+        time_embedding: Callable[[torch.Tensor, int], torch.Tensor] = timestep_embedding,
+    ):
         super().__init__()
         outside = [lv for lv in cfg.attention_levels if lv not in range(len(cfg.channel_mult))]
         if outside:
@@ -60,6 +74,7 @@ class UNet(nn.Module):
                 f"{cfg.channel_mult} has levels 0..{len(cfg.channel_mult) - 1}); pick levels from that range"
             )
         self.cfg = cfg
+        self.time_embedding = time_embedding
         # T of the noise schedule the U-Net serves, for the check 0 <= t < T (set by
         # LatentDiffusion; None: only t >= 0 is checked, as the U-Net alone does not know T)
         self.num_timesteps: int | None = None
@@ -78,7 +93,12 @@ class UNet(nn.Module):
             ins = [prev] + [width] * (cfg.num_res_blocks - 1)
             self.down.append(
                 UNetLevel(
-                    ins, width, attention=level in cfg.attention_levels, cfg=cfg, temb_dim=temb_dim
+                    ins,
+                    width,
+                    attention=level in cfg.attention_levels,
+                    cfg=cfg,
+                    temb_dim=temb_dim,
+                    res_block=res_block,
                 )
             )
             skips += [width] * cfg.num_res_blocks
@@ -88,11 +108,11 @@ class UNet(nn.Module):
                 skips.append(width)
             prev = width
 
-        self.mid1 = ResBlock(
+        self.mid1 = res_block(
             prev, prev, groups=cfg.norm_groups, temb_dim=temb_dim, dropout=cfg.dropout
         )
         self.mid_attn = SelfAttention(prev, groups=cfg.norm_groups, num_heads=cfg.num_heads)
-        self.mid2 = ResBlock(
+        self.mid2 = res_block(
             prev, prev, groups=cfg.norm_groups, temb_dim=temb_dim, dropout=cfg.dropout
         )
 
@@ -105,7 +125,12 @@ class UNet(nn.Module):
                 prev = width
             self.up.append(
                 UNetLevel(
-                    ins, width, attention=level in cfg.attention_levels, cfg=cfg, temb_dim=temb_dim
+                    ins,
+                    width,
+                    attention=level in cfg.attention_levels,
+                    cfg=cfg,
+                    temb_dim=temb_dim,
+                    res_block=res_block,
                 )
             )
             self.upsample.append(Upsample(width) if level > 0 else nn.Identity())
@@ -123,7 +148,9 @@ class UNet(nn.Module):
         self, x: torch.Tensor, t: torch.Tensor | int, y: torch.Tensor | None = None
     ) -> torch.Tensor:
         t = self._check(x, t, y)
-        temb = self.time_mlp(timestep_embedding(t, self.cfg.base_channels))  # (B,) -> (B, temb_dim)
+        temb = self.time_mlp(
+            self.time_embedding(t, self.cfg.base_channels)
+        )  # (B,) -> (B, temb_dim)
         if self.class_embed is not None:
             if y is None:
                 y = torch.full_like(t, self.cfg.num_classes, dtype=torch.long)  # the null class

@@ -402,3 +402,28 @@ def test_loops_reject_bad_inputs():
         ddim_sample(toy_eps_fn, SHAPE, sched, num_steps=5, spacing="linspace", progress=False)
     with pytest.raises(ValueError, match="x_T must have shape"):
         ddpm_sample(toy_eps_fn, SHAPE, sched, x_T=torch.zeros(1, 3, 8, 8), progress=False)
+
+
+def test_ddpm_sample_steps_with_the_given_step_fn():
+    schedule = make_schedule("linear", 20)
+    seen = []
+
+    def step_fn(x_t, eps, t, schedule, *, generator):
+        seen.append(t)
+        return ddpm_step(x_t, eps, t, schedule, generator=generator)
+
+    def eps_fn(x, t):
+        return 0.1 * x
+
+    out = ddpm_sample(
+        eps_fn,
+        (2, 3, 4, 4),
+        schedule,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+        step_fn=step_fn,
+    )
+    ref = ddpm_sample(
+        eps_fn, (2, 3, 4, 4), schedule, generator=torch.Generator().manual_seed(0), progress=False
+    )
+    assert seen == list(range(19, -1, -1)) and torch.equal(out, ref)

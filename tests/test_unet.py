@@ -3,7 +3,7 @@ import torch
 from helpers import copy_into_diffusers, param_modules, randomise
 
 from ldm_course.bench.against_diffusers import TINY_DIFFUSERS, diffusers_unet
-from ldm_course.blocks import timestep_embedding
+from ldm_course.blocks import ResBlock, timestep_embedding
 from ldm_course.config import UNetConfig
 from ldm_course.unet import UNet
 
@@ -106,3 +106,41 @@ def test_matched_diffusers_unet_computes_our_function():
     with torch.no_grad():
         expected = theirs(z, t, class_labels=y).sample
         torch.testing.assert_close(ours(z, t, y), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_unet_built_with_the_default_parts_is_unet_of_cfg_bit_for_bit():
+    torch.manual_seed(0)
+    plain = UNet(CONDITIONAL)
+    torch.manual_seed(0)
+    parts = UNet(CONDITIONAL, res_block=ResBlock, time_embedding=timestep_embedding)
+    assert list(plain.state_dict()) == list(parts.state_dict())
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(plain.state_dict().values(), parts.state_dict().values(), strict=True)
+    )
+    perturb(plain), perturb(parts)
+    x, t, y = torch.randn(2, 4, 8, 8), torch.tensor([3, 700]), torch.tensor([0, 2])
+    with torch.no_grad():
+        assert torch.equal(plain(x, t, y), parts(x, t, y))
+
+
+def test_unet_calls_a_custom_time_embedding_and_res_block():
+    calls = []
+
+    def embedding(t, dim):
+        calls.append(dim)
+        return timestep_embedding(t, dim)
+
+    class Block(ResBlock):
+        built = 0
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            Block.built += 1
+
+    unet = UNet(CONDITIONAL, res_block=Block, time_embedding=embedding)
+    assert Block.built == sum(isinstance(m, ResBlock) for m in unet.modules()) > 0
+    assert set(UNet(CONDITIONAL).state_dict()) == set(unet.state_dict())
+    with torch.no_grad():
+        unet(torch.randn(2, 4, 8, 8), torch.tensor([1, 2]))
+    assert calls == [CONDITIONAL.base_channels]

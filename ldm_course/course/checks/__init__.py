@@ -64,6 +64,17 @@ from ldm_course.course.checks.sampling import (
     reference_slerp,
 )
 from ldm_course.course.checks.time_limit import TIME_LIMIT
+from ldm_course.course.checks.unet_parts import (
+    DDPM_MISCONCEPTIONS,
+    EMBEDDING_MISCONCEPTIONS,
+    RES_BLOCK_MISCONCEPTIONS,
+    check_ddpm_step,
+    check_res_block,
+    check_timestep_embedding,
+    reference_ddpm_step,
+    reference_res_block,
+    reference_timestep_embedding,
+)
 from ldm_course.course.checks.vae import (
     KL_MISCONCEPTIONS,
     REPARAMETERIZE_MISCONCEPTIONS,
@@ -130,4 +141,13 @@ __all__ = [
     "reference_training_step",
     "reference_vae_loss",
     "tiny_ldm",
+    "DDPM_MISCONCEPTIONS",
+    "EMBEDDING_MISCONCEPTIONS",
+    "RES_BLOCK_MISCONCEPTIONS",
+    "check_ddpm_step",
+    "check_res_block",
+    "check_timestep_embedding",
+    "reference_ddpm_step",
+    "reference_res_block",
+    "reference_timestep_embedding",
 ]
