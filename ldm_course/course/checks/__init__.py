@@ -64,6 +64,10 @@ from ldm_course.course.checks.sampling import (
     reference_slerp,
 )
 from ldm_course.course.checks.time_limit import TIME_LIMIT
+from ldm_course.course.checks.training_update import (
+    TRAINING_UPDATE_MISCONCEPTIONS,
+    check_training_update,
+)
 from ldm_course.course.checks.vae import (
     KL_MISCONCEPTIONS,
     REPARAMETERIZE_MISCONCEPTIONS,
@@ -97,6 +101,7 @@ MISCONCEPTIONS = {
 __all__ = [
     "MISCONCEPTIONS",
     "TIME_LIMIT",
+    "TRAINING_UPDATE_MISCONCEPTIONS",
     "CheckResult",
     "Misconception",
     "check_cfg",
@@ -114,6 +119,7 @@ __all__ = [
     "check_scale_factor",
     "check_slerp",
     "check_training_step",
+    "check_training_update",
     "check_vae_loss",
     "reference_cfg",
     "reference_ddim_step",
