@@ -18,6 +18,8 @@ EXERCISE_CHECKS = (
     "check_ddim_step",
     "check_cfg",
     "check_slerp",
+    "check_timestep_embedding",
+    "check_ddpm_step",
 )
 
 
@@ -86,6 +88,8 @@ UNKNOWN_WRONG = {
     "check_ddim_step": lambda x_t, eps, t, t_prev, alpha_bar: x_t * 2,
     "check_cfg": lambda eps_cond, eps_uncond, guidance_scale: eps_cond * 3,
     "check_slerp": lambda z_0, z_1, alpha: z_0 * 0.25,
+    "check_timestep_embedding": lambda t, dim: torch.zeros(len(t), dim) + t.float()[:, None] / 7,
+    "check_ddpm_step": lambda x_t, eps, t, noise, schedule: x_t * 0.5 + eps,
 }
 
 

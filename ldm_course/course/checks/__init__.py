@@ -64,6 +64,10 @@ from ldm_course.course.checks.sampling import (
     reference_slerp,
 )
 from ldm_course.course.checks.time_limit import TIME_LIMIT
+from ldm_course.course.checks.training_update import (
+    TRAINING_UPDATE_MISCONCEPTIONS,
+    check_training_update,
+)
 from ldm_course.course.checks.unet_parts import (
     DDPM_MISCONCEPTIONS,
     EMBEDDING_MISCONCEPTIONS,
@@ -103,11 +107,15 @@ MISCONCEPTIONS = {
     "check_cfg": CFG_MISCONCEPTIONS,
     "check_slerp": SLERP_MISCONCEPTIONS,
     "check_sampling_loop": SAMPLING_MISCONCEPTIONS,
+    "check_timestep_embedding": EMBEDDING_MISCONCEPTIONS,
+    "check_ddpm_step": DDPM_MISCONCEPTIONS,
+    "check_training_update": TRAINING_UPDATE_MISCONCEPTIONS,
 }
 
 __all__ = [
     "MISCONCEPTIONS",
     "TIME_LIMIT",
+    "TRAINING_UPDATE_MISCONCEPTIONS",
     "CheckResult",
     "Misconception",
     "check_cfg",
@@ -125,6 +133,7 @@ __all__ = [
     "check_scale_factor",
     "check_slerp",
     "check_training_step",
+    "check_training_update",
     "check_vae_loss",
     "reference_cfg",
     "reference_ddim_step",
