@@ -42,6 +42,8 @@ SHRINK = """
     def two_steps(train):
         def run(cfg, *args, **kwargs):
             cfg = dataclasses.replace(cfg, steps=2, warmup_steps=1, sample_every=2, checkpoint_every=2, log_every=1)
+            if kwargs.get("watch_at"):  # snapshots of the full run's steps, shrunk with it
+                kwargs["watch_at"] = tuple(sorted({min(s, 2) for s in kwargs["watch_at"]}))
             return train(cfg, *args, **kwargs)
         return run
 
@@ -54,7 +56,7 @@ SHRINK = """
 # notebook -> text its GPU branch prints (the settings it chose before training was shrunk)
 BRANCHES = {
     "01_vae": "2000 steps, batch 4, 32x32 images",
-    "02_perceptual_loss": "1000 steps at 64x64",
+    "02_perceptual_loss": "2000 steps at 32x32",
     "04_latent_diffusion": "training 3000 steps, batch 8",
     "05_end_to_end": "measured on GPU",
 }
