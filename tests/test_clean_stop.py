@@ -184,6 +184,7 @@ KILLED_WRITE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # over 7 s: in CI's full run, not the fast subset
 def test_a_killed_sample_leaves_no_temporary_file_after_the_next_run(tmp_path):
     out, ready = tmp_path / "s.png", tmp_path / "ready"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

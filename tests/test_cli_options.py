@@ -64,6 +64,7 @@ def test_evaluate_refuses_fewer_than_two_samples_before_any_work(tmp_path, capsy
     assert not out.exists()
 
 
+@pytest.mark.slow  # over 7 s: in CI's full run, not the fast subset
 def test_evaluate_records_and_prints_the_number_of_samples_it_used(tmp_path, monkeypatch):
     real = twemoji("test")
 

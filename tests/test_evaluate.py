@@ -37,6 +37,7 @@ def test_a_subcategory_model_is_sampled_with_subcategory_labels(tmp_path, monkey
     assert "Frechet distance (8 images each" in text
 
 
+@pytest.mark.slow  # over 7 s: in CI's full run, not the fast subset
 def test_evaluate_scores_each_ddim_setting_with_the_judge_of_the_models_labels(
     tmp_path, monkeypatch
 ):

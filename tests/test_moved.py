@@ -32,6 +32,7 @@ def test_submodule_of_a_moved_package_is_loaded_once():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow  # over 7 s: in CI's full run, not the fast subset
 def test_new_paths_import_without_warnings():
     code = (
         "import warnings; warnings.simplefilter('error');"

@@ -162,6 +162,7 @@ def test_train_ldm_trains_with_training_step_and_returns_its_class_names(tmp_pat
     assert ldm.class_names == ("even", "odd")  # part of the object, not patched on by a loader
 
 
+@pytest.mark.slow  # over 7 s: in CI's full run, not the fast subset
 def test_training_leaves_the_callers_threads_and_global_rng_alone(tmp_path):
     threads = torch.get_num_threads()
     torch.manual_seed(1234)
