@@ -3,6 +3,7 @@ sinusoidal time embedding, time-conditioned ResBlocks, self-attention at low res
 connections, optional class conditioning with a null class for classifier-free guidance."""
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -87,20 +88,12 @@ class UNet(nn.Module):
         self.conv_in = nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1)
 
         # Encoder: remember the width of every activation pushed on the skip stack.
+        level_of = partial(UNetLevel, cfg=cfg, temb_dim=temb_dim, res_block=res_block)
         skips, prev = [widths[0]], widths[0]
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         for level, width in enumerate(widths):
             ins = [prev] + [width] * (cfg.num_res_blocks - 1)
-            self.down.append(
-                UNetLevel(
-                    ins,
-                    width,
-                    attention=level in cfg.attention_levels,
-                    cfg=cfg,
-                    temb_dim=temb_dim,
-                    res_block=res_block,
-                )
-            )
+            self.down.append(level_of(ins, width, attention=level in cfg.attention_levels))
             skips += [width] * cfg.num_res_blocks
             last = level == len(widths) - 1
             self.downsample.append(nn.Identity() if last else Downsample(width))
@@ -123,16 +116,7 @@ class UNet(nn.Module):
             for _ in range(cfg.num_res_blocks + 1):
                 ins.append(prev + skips.pop())
                 prev = width
-            self.up.append(
-                UNetLevel(
-                    ins,
-                    width,
-                    attention=level in cfg.attention_levels,
-                    cfg=cfg,
-                    temb_dim=temb_dim,
-                    res_block=res_block,
-                )
-            )
+            self.up.append(level_of(ins, width, attention=level in cfg.attention_levels))
             self.upsample.append(Upsample(width) if level > 0 else nn.Identity())
 
         self.norm_out = group_norm(prev, cfg.norm_groups)
